@@ -1,0 +1,226 @@
+"""One-off grabs: targets in, finished and checked WARC files out.
+
+`grab()` is the library behind `archiver grab`: it turns targets into items through the site modules, crawls
+them (crawl/crawler.py), indexes every finished WARC (CDXJ) and checks it with the checker, including the site
+module's completeness rules, before saying whether each item was captured.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from archiver import DEFAULT_USER_AGENT
+from archiver.crawl.crawler import CrawlConfig, Crawler, CrawlOutcome, CrawlStats, check_disk
+from archiver.crawl.worker import WorkerConfig
+from archiver.errors import UsageError
+from archiver.sites import detect_site, get_site
+from archiver.sites.base import Item, SiteOptions
+
+_ROOT_MARKERS = ("/abs/", "/pdf/", "/html/", "/src/")
+
+
+@dataclass
+class GrabOptions:
+    site: str | None = None
+    out_dir: str = "warcs"
+    delay: float | None = None
+    concurrency: int | None = None
+    user_agent: str = DEFAULT_USER_AGENT
+    include_source: bool = False
+    recursive: bool = False
+    depth: int | None = None
+    ignore: tuple[str, ...] = ()
+    warc_max_size: int = 5 * 1024**3
+    compress_level: int = 6
+    max_size: int | None = None
+    timeout: float = 30.0
+    max_time: float = 3600.0
+    tries: int = 3
+    verify_tls: bool = True
+    log_json: str | None = None
+    operator: str | None = None
+    prefix: str | None = None
+    command_line: str = ""
+    check: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # site-module settings (back-off timings, ...)
+
+
+@dataclass
+class ItemResult:
+    item: Item
+    ok: bool
+    problems: list[str]
+
+
+@dataclass
+class GrabReport:
+    items: list[ItemResult]
+    warcs: list[str]
+    indexes: list[str]
+    stats: CrawlStats
+    check: Any = None  # archiver.warc.check.CheckReport
+    interrupted: bool = False
+    fatal: str | None = None
+    failed_urls: list[tuple[str, str]] = field(default_factory=list)  # (url, why) of non-fatal failures
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and not self.fatal and all(r.ok for r in self.items) and (
+            self.check is None or self.check.ok)
+
+
+def plan(targets: list[str], options: GrabOptions) -> list[tuple[str, SiteOptions, list[Item]]]:
+    """Group targets by site module and parse them into items; a bad target raises a UsageError."""
+    if not targets:
+        raise UsageError("nothing to grab: give at least one arXiv id or URL")
+    groups: dict[tuple[str, str | None], list[Item]] = {}
+    site_opts: dict[tuple[str, str | None], SiteOptions] = {}
+    for target in targets:
+        name = options.site or detect_site(target)
+        base_url = None
+        if options.site and options.site != "generic" and target.lower().startswith(("http://", "https://")):
+            base_url = _root_of(target)
+        key = (name, base_url)
+        if key not in site_opts:
+            site_opts[key] = SiteOptions(
+                base_url=base_url, include_source=options.include_source, recursive=options.recursive,
+                depth=options.depth, ignore=tuple(options.ignore), delay=options.delay,
+                concurrency=options.concurrency, extra=dict(options.extra))
+        item = get_site(name, site_opts[key]).parse_target(target)
+        if item not in groups.setdefault(key, []):
+            groups[key].append(item)
+    return [(key[0], site_opts[key], items) for key, items in groups.items()]
+
+
+def _root_of(url: str) -> str:
+    """The site root of a URL given with --site: everything before /abs/, /pdf/... or else scheme://host."""
+    parts = urlsplit(url)
+    for marker in _ROOT_MARKERS:
+        at = parts.path.find(marker)
+        if at >= 0:
+            return f"{parts.scheme}://{parts.netloc}{parts.path[:at]}"
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def grab(targets: list[str], options: GrabOptions,
+         progress: Callable[[CrawlStats], None] | None = None) -> GrabReport:
+    groups = plan(targets, options)
+    check_disk(options.out_dir)
+    results: list[ItemResult] = []
+    warcs: list[str] = []
+    failed_urls: list[tuple[str, str]] = []
+    stats = CrawlStats()
+    interrupted, fatal = False, None
+    outcomes: list[tuple[str, SiteOptions, list[Item], CrawlOutcome]] = []
+    for site_name, site_options, items in groups:
+        site = get_site(site_name, site_options)
+        prefix = options.prefix or _prefix(site_name, items)
+        info = [("isPartOf", prefix), ("description", f"archiver grab of {', '.join(i.name for i in items)}"),
+                ("robots", site.robots_policy), ("http-header-user-agent", options.user_agent)]
+        if options.command_line:
+            info.append(("command-line", options.command_line))
+        if options.operator:
+            info.append(("operator", options.operator))
+        worker = WorkerConfig(site=site_name, site_options=site_options, out_dir=options.out_dir, prefix=prefix,
+                              user_agent=options.user_agent, timeout=options.timeout, max_time=options.max_time,
+                              max_size=options.max_size, warc_max_size=options.warc_max_size,
+                              compress_level=options.compress_level, verify_tls=options.verify_tls,
+                              info=tuple(info))
+        policy_concurrency = options.concurrency or site.host_policy(_first_host(site, items)).connections
+        config = CrawlConfig(worker=worker, concurrency=max(1, min(policy_concurrency, 64)), tries=options.tries,
+                             log_json=options.log_json)
+        outcome = Crawler(items, config, progress=progress).run()
+        outcomes.append((site_name, site_options, items, outcome))
+        warcs += outcome.warcs
+        _merge(stats, outcome.stats)
+        failed_urls += [(u.url, u.error or f"HTTP {u.status}") for u in outcome.urls.values()
+                        if u.warc is None or u.error]
+        if outcome.interrupted or outcome.fatal:
+            interrupted, fatal = outcome.interrupted, outcome.fatal
+            break
+
+    indexes = [str(_index(w)) for w in warcs]
+    check_report = None
+    for site_name, site_options, items, outcome in outcomes:
+        site = get_site(site_name, site_options)
+        problems_by_item: dict[str, list[str]] = {i.name: [] for i in items}
+        if options.check and outcome.warcs:
+            from archiver.warc.check import check_files
+
+            report = check_files(outcome.warcs, site=site, items=items, jobs=min(2, len(outcome.warcs)))
+            check_report = report if check_report is None else _combine(check_report, report)
+            for finding in _errors(report):
+                item = getattr(finding, "item", None)
+                targets_ = [item] if item in problems_by_item else list(problems_by_item)
+                for name in targets_:
+                    problems_by_item[name].append(f"{finding.code}: {finding.message}")
+        if outcome.interrupted:
+            for name in problems_by_item:
+                problems_by_item[name].append("interrupted before the grab finished")
+        if outcome.fatal:
+            for name in problems_by_item:
+                problems_by_item[name].append(outcome.fatal)
+        if not outcome.warcs:
+            for name in problems_by_item:
+                problems_by_item[name].append("nothing was captured")
+        for item in items:
+            seed_fail = [u for u in outcome.urls.values() if u.item == item.name and u.kind == "seed"
+                         and u.warc is None]
+            problems = problems_by_item[item.name] + [f"{u.url}: {u.error}" for u in seed_fail]
+            results.append(ItemResult(item, not problems, problems))
+    return GrabReport(results, warcs, indexes, stats, check_report, interrupted, fatal, failed_urls)
+
+
+def _errors(report) -> list:
+    out = list(getattr(report, "findings", []) or [])
+    for f in getattr(report, "files", []) or []:
+        out += list(getattr(f, "findings", []) or [])
+    return [f for f in out if f.severity == "error"]
+
+
+def _combine(a, b):
+    a.files = list(a.files) + list(b.files)
+    a.findings = list(a.findings) + list(b.findings)
+    return a
+
+
+def _index(warc: str) -> Path:
+    from archiver.warc.index import write_index
+
+    return write_index(warc)
+
+
+def _first_host(site, items: list[Item]) -> str:
+    seeds = site.seeds(items[0])
+    return (urlsplit(seeds[0].url).hostname or "") if seeds else ""
+
+
+def _prefix(site_name: str, items: list[Item]) -> str:
+    if site_name == "generic":
+        host = urlsplit(items[0].name).hostname or "site"
+        base = host.replace(":", "_")
+    else:
+        base = f"{site_name}-{items[0].safe_name}"
+    if len(items) > 1:
+        base += f"-and-{len(items) - 1}-more"
+    return base
+
+
+def _merge(total: CrawlStats, part: CrawlStats) -> None:
+    total.fetched += part.fetched
+    total.failed += part.failed
+    total.bytes += part.bytes
+    total.refused += part.refused
+    total.by_status.update(part.by_status)
+    total.skipped.update(part.skipped)
+    total.started = min(total.started, part.started)
+
+
+def command_line() -> str:
+    return " ".join([os.path.basename(sys.argv[0]) or "archiver", *sys.argv[1:]])

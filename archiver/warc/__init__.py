@@ -1,0 +1,1 @@
+"""WARC files: writing, checking, indexing, packing."""
