@@ -156,9 +156,7 @@ def grab(targets: list[str], options: GrabOptions,
             report = check_files(outcome.warcs, site=site, items=items, jobs=min(2, len(outcome.warcs)))
             check_report = report if check_report is None else _combine(check_report, report)
             for finding in _errors(report):
-                item = getattr(finding, "item", None)
-                targets_ = [item] if item in problems_by_item else list(problems_by_item)
-                for name in targets_:
+                for name in _items_concerned(finding, outcome, site, problems_by_item):
                     problems_by_item[name].append(f"{finding.code}: {finding.message}")
         if outcome.interrupted:
             for name in problems_by_item:
@@ -175,6 +173,27 @@ def grab(targets: list[str], options: GrabOptions,
             problems = problems_by_item[item.name] + [f"{u.url}: {u.error}" for u in seed_fail]
             results.append(ItemResult(item, not problems, problems))
     return GrabReport(results, warcs, indexes, stats, check_report, interrupted, fatal, failed_urls)
+
+
+def _items_concerned(finding, outcome: CrawlOutcome, site, names: dict[str, list[str]]) -> list[str]:
+    """Which items a finding makes incomplete: the item of its URL, else those with records in its file."""
+    url = getattr(finding, "url", None)
+    if url:
+        owner = outcome.urls.get(url)
+        if owner is not None:
+            return [owner.item]
+        if url in names:
+            return [url]
+        name = site.item_for_url(url)
+        if name in names:
+            return [name]
+    path = getattr(finding, "file", None)
+    if path:
+        base = os.path.basename(path)
+        owners = sorted({u.item for u in outcome.urls.values() if u.warc and os.path.basename(u.warc) == base})
+        if owners:
+            return owners
+    return list(names)
 
 
 def _errors(report) -> list:

@@ -372,18 +372,21 @@ class _Body:
         return max(0, min(want, self.max_size - self.ex.payload_length))
 
     def read_length(self, reader, length: int) -> None:
+        # read1, not read: read(n) blocks for all n bytes, and if the connection dies meanwhile the bytes it had
+        # already received are lost with the exception; read1 hands over what has arrived, so a cut body is
+        # recorded up to the last byte received.
         left = length
         while left > 0:
             n = self._room(min(left, READ_BLOCK))
             if n == 0:
                 self._limits()
-            data = reader.read(n)
+            data = reader.read1(n)
             if not data:
                 raise _Stop("disconnect", f"connection closed after {length - left} of {length} bytes of body")
             self._raw(data)
             self._entity(data)
             left -= len(data)
-            if left and (len(data) == READ_BLOCK or self.max_size is not None):
+            if left and (len(data) >= 65536 or self.max_size is not None):
                 self._limits()
 
     def read_to_close(self, reader) -> None:
@@ -425,7 +428,7 @@ class _Body:
                 n = self._room(min(left, READ_BLOCK))
                 if n == 0:
                     self._limits()
-                data = reader.read(n)
+                data = reader.read1(n)
                 if not data:
                     raise _Stop("disconnect", f"connection closed inside a chunk after {self.ex.payload_length} bytes")
                 self._raw(data)

@@ -86,7 +86,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-check-certificate", action="store_true", help="do not verify TLS certificates")
     p.add_argument("--prefix", help="WARC file name prefix (default: from the site and the first item)")
     p.add_argument("--no-check", action="store_true", help="skip the check of the finished WARCs")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress display, and only the summary lines at the end")
     p.add_argument("--log-json", metavar="FILE", help="append one JSON line per fetched URL to FILE")
     p.set_defaults(run=run)
 
@@ -180,9 +181,9 @@ def print_summary(report, quiet: bool = False) -> None:
     out = sys.stdout
     took = time.time() - s.started
     statuses = ", ".join(f"{code}: {n}" for code, n in sorted(s.by_status.items(), key=lambda kv: str(kv[0])))
+    print(f"captured {s.fetched} URLs ({statuses or 'none'}), {_mb(s.bytes)} in {took:.1f} s; "
+          f"{s.failed} failed, {s.refused} refusals backed off", file=out)
     if not quiet:
-        print(f"captured {s.fetched} URLs ({statuses or 'none'}), {_mb(s.bytes)} in {took:.1f} s; "
-              f"{s.failed} failed, {s.refused} refusals backed off", file=out)
         for reason, n in sorted(s.skipped.items()):
             print(f"  not fetched: {n} × {reason}", file=out)
         for url, why in report.failed_urls[:20]:

@@ -1,7 +1,13 @@
 """The crawl coordinator: what to fetch next, when, and by whom.
 
 It owns the frontier (what is queued, what was seen), asks the site module what to follow, keeps per-host
-politeness, and hands tasks to worker processes (worker.py), each recording into its own WARC files.
+politeness across every item in flight (so arXiv gets one connection and its delay however many items are being
+grabbed), and hands tasks to worker processes (worker.py), each recording into its own WARC files.
+
+Two ways to use it:
+- a grab: a fixed list of items, all recorded into shared files spread over the workers (both cores busy);
+- a bulk run: items arrive from `feed` while others finish; each item is pinned to one worker and gets its own
+  WARC files, finished as soon as the item's last URL is done and handed to `on_item_done`.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from archiver.crawl.politeness import HostState
 from archiver.crawl.worker import FetchResult, Task, WorkerConfig, worker_main
 from archiver.errors import ArchiverError
 from archiver.sites import get_site
-from archiver.sites.base import BACKOFF, REDIRECT, SEED, Item, Link
+from archiver.sites.base import BACKOFF, REDIRECT, SEED, Item
 
 MAX_REDIRECTS = 20
 PREFETCH = 4  # tasks waiting inside each worker when politeness allows it
@@ -84,27 +90,102 @@ class CrawlConfig:
     concurrency: int = 2
     tries: int = 3
     log_json: str | None = None
+    per_item_warcs: bool = False  # give every item WARC files of its own (bulk runs)
+
+
+@dataclass
+class ItemDone:
+    """What `on_item_done` receives when an item has no URL left to fetch."""
+
+    item: Item
+    warcs: list[str]
+    urls: list[UrlOutcome]
+
+
+class _ItemState:
+    __slots__ = ("item", "pending", "urls", "worker", "writer", "finishing")
+
+    def __init__(self, item: Item, worker: int | None, writer: str | None) -> None:
+        self.item = item
+        self.pending = 0  # queued + in flight
+        self.urls: list[UrlOutcome] = []
+        self.worker = worker
+        self.writer = writer
+        self.finishing = False
 
 
 class Crawler:
     def __init__(self, items: list[Item], config: CrawlConfig,
-                 progress: Callable[[CrawlStats], None] | None = None) -> None:
-        self.items = items
+                 progress: Callable[[CrawlStats], None] | None = None, *,
+                 feed: Callable[[int], list[Item]] | None = None,
+                 on_item_done: Callable[[ItemDone], None] | None = None,
+                 tick: Callable[[], None] | None = None, max_items: int | None = None) -> None:
         self.config = config
         self.site = get_site(config.worker.site, config.worker.site_options)
         self.progress = progress
+        self.feed = feed
+        self.on_item_done = on_item_done
+        self.tick = tick
+        self.max_items = max_items or max(1, config.concurrency)
         self.stats = CrawlStats()
         self.hosts: dict[str, HostState] = {}
         self.seen: set[str] = set()
         self.tasks: dict[int, tuple[_Pending, int]] = {}  # task id -> (pending, worker index)
         self.outcomes: dict[str, UrlOutcome] = {}
+        self.items: list[_ItemState] = []
+        self._initial = list(items)
+        self._active = 0
+        self._feed_done = feed is None
         self._next_id = 0
         self._log: TextIO | None = None
+        self._outstanding: list[int] = []
+        self._alive: set[int] = set()
+        self._conns: list = []
+        self._item_files: list[str] = []
+
+    # ---- items -----------------------------------------------------------------------------------------------
+    def _add_item(self, item: Item) -> None:
+        index = len(self.items)
+        worker = writer = None
+        if self.config.per_item_warcs:
+            worker = min(self._alive, key=lambda w: (self._load(w), w))
+            writer = f"{self.config.worker.prefix}-{item.safe_name}"
+        state = _ItemState(item, worker, writer)
+        self.items.append(state)
+        self._active += 1
+        for link in self.site.seeds(item):
+            self._enqueue(_Pending(link.url, SEED, 0, index, None))
+        self._maybe_item_done(index)
+
+    def _load(self, worker: int) -> int:
+        return sum(1 for s in self.items if s.worker == worker and not s.finishing)
+
+    def _maybe_item_done(self, index: int) -> None:
+        state = self.items[index]
+        if state.pending or state.finishing:
+            return
+        state.finishing = True
+        if state.writer is not None and state.worker in self._alive:
+            self._conns[state.worker].send(("finish", state.writer))  # answered by "item-files"
+        else:
+            self._item_finished(index, [])  # shared writers: the files are finished with the crawl
+
+    def _item_finished(self, index: int, files: list[str]) -> None:
+        state = self.items[index]
+        self._active -= 1
+        self._item_files += files
+        if self.on_item_done is not None:
+            self.on_item_done(ItemDone(state.item, files, state.urls))
 
     # ---- frontier --------------------------------------------------------------------------------------------
-    def _enqueue(self, p: _Pending, front: bool = False) -> None:
+    def _seen_key(self, p: _Pending) -> str:
         key = normalise(p.url)
+        # in a bulk run two items may share a URL (a stylesheet): each item's WARC must hold its own copy
+        return f"{p.item}\t{key}" if self.config.per_item_warcs else key
+
+    def _enqueue(self, p: _Pending, front: bool = False) -> None:
         if not front:
+            key = self._seen_key(p)
             if key in self.seen:
                 return
             reason = self.site.forbidden(p.url)
@@ -116,6 +197,8 @@ class Crawler:
         state = self.hosts.get(host)
         if state is None:
             state = self.hosts[host] = HostState(host, self.site.host_policy(host))
+        if not front:
+            self.items[p.item].pending += 1
         if state.gave_up:
             self._fail(p, state.gave_up)
             return
@@ -125,117 +208,154 @@ class Crawler:
             state.queue.append(p)
         self.stats.queued += 1
 
+    def _settle(self, p: _Pending, outcome: UrlOutcome) -> None:
+        """A URL is finished for good: record it and see whether its item is complete."""
+        self.outcomes[p.url] = outcome
+        state = self.items[p.item]
+        state.urls.append(outcome)
+        state.pending -= 1
+        self._maybe_item_done(p.item)
+
     def _fail(self, p: _Pending, error: str) -> None:
-        self.outcomes[p.url] = UrlOutcome(p.url, self.items[p.item].name, p.kind, None, error, None, 0)
         self.stats.failed += 1
-        self._write_log({"url": p.url, "status": None, "error": error, "item": self.items[p.item].name})
+        name = self.items[p.item].item.name
+        self._write_log({"url": p.url, "status": None, "error": error, "item": name})
+        self._settle(p, UrlOutcome(p.url, name, p.kind, None, error, None, 0))
 
     # ---- the loop --------------------------------------------------------------------------------------------
     def run(self) -> CrawlOutcome:
-        for index, item in enumerate(self.items):
-            for link in self.site.seeds(item):
-                self._enqueue(_Pending(link.url, SEED, 0, index, None))
         if self.config.log_json:
             self._log = open(self.config.log_json, "a", encoding="utf-8")
         n = max(1, self.config.concurrency)
         ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         serial = ctx.Value("i", 0)
         stop = ctx.Event()
-        conns, procs, outstanding = [], [], []
+        procs = []
         for _ in range(n):
             ours, theirs = ctx.Pipe()
             proc = ctx.Process(target=worker_main, args=(self.config.worker, theirs, serial, stop), daemon=True)
             proc.start()
             theirs.close()
-            conns.append(ours)
+            self._conns.append(ours)
             procs.append(proc)
-            outstanding.append(0)
+            self._outstanding.append(0)
+        self._alive = set(range(n))
+        conns = self._conns
         warcs: list[str] = []
         fatal: str | None = None
         interrupted = False
-        alive = set(range(n))
         last_progress = 0.0
         try:
+            for item in self._initial:
+                self._add_item(item)
             while True:
+                self._refill()
                 now = time.monotonic()
-                wake = self._dispatch(now, conns, outstanding, alive)
-                if not self.tasks and wake is None:
+                wake = self._dispatch(now)
+                if not self.tasks and wake is None and self._active == 0 and self._feed_done:
                     break
                 timeout = 0.25 if wake is None else max(0.0, min(0.25, wake - now))
-                for conn in wait([conns[i] for i in alive], timeout):
+                for conn in wait([conns[i] for i in self._alive], timeout):
                     i = conns.index(conn)
                     try:
                         while conn.poll():
-                            msg = conn.recv()
-                            fatal = self._on_message(i, msg, outstanding, warcs) or fatal
-                    except EOFError:
-                        alive.discard(i)
-                        self._worker_died(i, outstanding)
+                            fatal = self._on_message(i, conn.recv(), warcs) or fatal
+                    except (EOFError, OSError):
+                        self._alive.discard(i)
+                        self._worker_died(i)
                 if fatal:
                     break
-                if not alive:
+                if not self._alive:
                     fatal = "every crawl worker died"
                     break
+                if self.tick is not None:
+                    self.tick()
                 if self.progress and time.time() - last_progress > 0.1:
                     last_progress = time.time()
                     self.progress(self.stats)
         except KeyboardInterrupt:
             interrupted = True
-            stop.set()
         finally:
-            stop_needed = interrupted or fatal is not None
-            if stop_needed:
+            if interrupted or fatal is not None:
                 stop.set()
-            for i in list(alive):
-                try:
-                    conns[i].send(None)
-                except OSError:
-                    alive.discard(i)
-            deadline = time.monotonic() + 60
-            while alive and time.monotonic() < deadline:
-                try:
-                    ready = wait([conns[i] for i in alive], 1.0)
-                except KeyboardInterrupt:
-                    break  # a second Ctrl-C: leave the .open files behind, never mistaken for finished ones
-                for conn in ready:
-                    i = conns.index(conn)
-                    try:
-                        while conn.poll():
-                            msg = conn.recv()
-                            fatal = self._on_message(i, msg, outstanding, warcs) or fatal
-                            if isinstance(msg, tuple) and msg[0] == "finished":
-                                alive.discard(i)
-                    except EOFError:
-                        alive.discard(i)
-            for proc in procs:
-                proc.join(timeout=5)
-                if proc.is_alive():
-                    proc.terminate()
+            self._shutdown(procs, warcs)
             if self._log:
                 self._log.close()
         if self.progress:
             self.progress(self.stats)
-        return CrawlOutcome(sorted(warcs), self.outcomes, self.stats, interrupted, fatal)
+        return CrawlOutcome(sorted(set(warcs)), self.outcomes, self.stats, interrupted, fatal)
 
-    def _dispatch(self, now: float, conns, outstanding: list[int], alive: set[int]) -> float | None:
+    def _shutdown(self, procs, warcs: list[str]) -> None:
+        """Tell every worker to finish its files, and collect them."""
+        conns = self._conns
+        for i in list(self._alive):
+            try:
+                conns[i].send(None)
+            except OSError:
+                self._alive.discard(i)
+        deadline = time.monotonic() + 120
+        while self._alive and time.monotonic() < deadline:
+            try:
+                ready = wait([conns[i] for i in self._alive], 1.0)
+            except KeyboardInterrupt:
+                break  # a second Ctrl-C: leave .open files behind; they are never mistaken for finished ones
+            for conn in ready:
+                i = conns.index(conn)
+                try:
+                    while conn.poll():
+                        msg = conn.recv()
+                        self._on_message(i, msg, warcs)
+                        if isinstance(msg, tuple) and msg[0] == "finished":
+                            self._alive.discard(i)
+                except (EOFError, OSError):
+                    self._alive.discard(i)
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+
+    def _refill(self) -> None:
+        if self._feed_done:
+            return
+        room = self.max_items - self._active
+        if room <= 0:
+            return
+        new = self.feed(room)
+        if not new:
+            if self._active == 0:
+                self._feed_done = True
+            return
+        for item in new:
+            self._add_item(item)
+
+    def stop_feeding(self) -> None:
+        """Claim no more items (graceful stop); what is in flight finishes."""
+        self._feed_done = True
+
+    def _dispatch(self, now: float) -> float | None:
         """Hand ready tasks to workers; return the earliest time a waiting host becomes ready (None: none)."""
         wake = None
+        alive = self._alive
         workers = len(alive)
         if not workers:
             return None
+        outstanding = self._outstanding
         batches: dict[int, list[Task]] = {}
         for state in self.hosts.values():
             if not state.queue:
                 continue
             while state.ready(now, PREFETCH, workers):
-                i = min(alive, key=lambda w: outstanding[w])
+                p = state.queue[0]
+                item = self.items[p.item]
+                i = item.worker if item.worker is not None else min(alive, key=lambda w: outstanding[w])
+                if i not in alive:
+                    break
                 if outstanding[i] >= PREFETCH and state.limit(PREFETCH, workers) > state.policy.connections:
                     break
-                p = state.queue.popleft()
+                state.queue.popleft()
                 self.stats.queued -= 1
                 self._next_id += 1
-                last = p.attempts + 1 >= self.config.tries
-                task = Task(self._next_id, p.url, p.referer, last)
+                task = Task(self._next_id, p.url, p.referer, p.attempts + 1 >= self.config.tries, item.writer)
                 self.tasks[task.id] = (p, i)
                 outstanding[i] += 1
                 state.in_flight += 1
@@ -243,46 +363,49 @@ class Crawler:
                 if state.policy.delay > 0:
                     break
             if state.queue and (wake is None or state.next_time < wake):
-                wake = max(state.next_time, now) if state.next_time > now else now + 0.05
+                wake = state.next_time if state.next_time > now else now + 0.05
         for i, batch in batches.items():
-            conns[i].send(batch)
+            self._conns[i].send(batch)
             self.stats.current = batch[-1].url
-        if wake is None and self.tasks:
+        if wake is None and (self.tasks or self._active):
             wake = now + 0.25
         return wake
 
-    def _on_message(self, worker: int, msg, outstanding: list[int], warcs: list[str]) -> str | None:
+    def _on_message(self, worker: int, msg, warcs: list[str]) -> str | None:
         if isinstance(msg, FetchResult):
-            outstanding[worker] -= 1
+            self._outstanding[worker] -= 1
             self._on_result(msg)
             return None
         kind = msg[0]
         if kind == "finished":
             warcs.extend(msg[1])
+        elif kind == "item-files":
+            warcs.extend(msg[2])
+            for index, state in enumerate(self.items):
+                if state.writer == msg[1] and state.finishing:
+                    self._item_finished(index, msg[2])
+                    break
         elif kind == "skipped":
-            outstanding[worker] -= 1
+            self._outstanding[worker] -= 1
             p, _ = self.tasks.pop(msg[1])
             self._host(p.url).in_flight -= 1
         elif kind == "fatal":
             if msg[2] is not None and msg[2] in self.tasks:
-                outstanding[worker] -= 1
+                self._outstanding[worker] -= 1
                 p, _ = self.tasks.pop(msg[2])
                 self._host(p.url).in_flight -= 1
                 self._fail(p, msg[1])
             return msg[1]
         return None
 
-    def _worker_died(self, worker: int, outstanding: list[int]) -> None:
+    def _worker_died(self, worker: int) -> None:
         for task_id, (p, w) in list(self.tasks.items()):
             if w == worker:
                 del self.tasks[task_id]
                 self._host(p.url).in_flight -= 1
                 p.attempts += 1
-                if p.attempts < self.config.tries:
-                    self._enqueue(p, front=True)
-                else:
-                    self._fail(p, "the crawl worker fetching it died")
-        outstanding[worker] = 0
+                self._fail(p, "the crawl worker fetching it died")
+        self._outstanding[worker] = 0
 
     def _host(self, url: str) -> HostState:
         return self.hosts[(urlsplit(url).hostname or "").lower()]
@@ -294,8 +417,7 @@ class Crawler:
         state.finished(now)
         if r.verdict is not None and r.verdict.action == BACKOFF:
             self.stats.refused += 1
-            wait_s = state.refused(now, r.verdict.message, r.retry_after)
-            if wait_s is None:
+            if state.refused(now, r.verdict.message, r.retry_after) is None:
                 self._fail(p, state.gave_up or r.verdict.message)
                 while state.queue:
                     self.stats.queued -= 1
@@ -305,15 +427,12 @@ class Crawler:
             return
         if r.retryable:
             p.attempts += 1
-            # transient fault: try again later, politely (a short pause that grows with each attempt)
+            # a transient fault: try again after a short pause that grows with each attempt
             state.next_time = max(state.next_time, now + min(30.0, 0.5 * 2 ** p.attempts))
             self._enqueue(p, front=True)
             return
         state.succeeded()
-        item = self.items[p.item]
-        outcome = UrlOutcome(p.url, item.name, p.kind, r.status, r.error, r.warc, r.length,
-                             r.verdict.code if r.verdict else None, r.truncated)
-        self.outcomes[p.url] = outcome
+        item = self.items[p.item].item
         if r.warc is not None:
             self.stats.fetched += 1
             self.stats.by_status[r.status] += 1
@@ -325,26 +444,20 @@ class Crawler:
                          **({"error": r.error} if r.error else {}),
                          **({"truncated": r.truncated} if r.truncated else {}),
                          **({"verdict": r.verdict.code} if r.verdict else {})})
-        if not r.links:
-            return
-        chosen = self.site.follow(item, p.url, p.depth, r.links, r.page_info)
-        for link, depth in chosen:
-            redirects = p.redirects + 1 if link.kind == REDIRECT else 0
-            if redirects > MAX_REDIRECTS:
-                self.stats.skipped[f"redirect chain longer than {MAX_REDIRECTS}"] += 1
-                continue
-            kind = p.kind if link.kind == REDIRECT else link.kind
-            self._enqueue(_Pending(link.url, kind, depth, p.item, p.url, redirects))
+        if r.links:
+            for link, depth in self.site.follow(item, p.url, p.depth, r.links, r.page_info):
+                redirects = p.redirects + 1 if link.kind == REDIRECT else 0
+                if redirects > MAX_REDIRECTS:
+                    self.stats.skipped[f"redirect chain longer than {MAX_REDIRECTS}"] += 1
+                    continue
+                kind = p.kind if link.kind == REDIRECT else link.kind
+                self._enqueue(_Pending(link.url, kind, depth, p.item, p.url, redirects))
+        self._settle(p, UrlOutcome(p.url, item.name, p.kind, r.status, r.error, r.warc, r.length,
+                                   r.verdict.code if r.verdict else None, r.truncated))
 
     def _write_log(self, entry: dict[str, Any]) -> None:
         if self._log is not None:
             self._log.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
-
-def default_concurrency(site_concurrency: int | None) -> int:
-    if site_concurrency:
-        return site_concurrency
-    return min(2, os.cpu_count() or 1)
 
 
 def check_disk(out_dir: str) -> None:
@@ -354,6 +467,3 @@ def check_disk(out_dir: str) -> None:
         raise ArchiverError(f"cannot create output directory {out_dir}: {e.strerror or e}") from e
     if not os.access(out_dir, os.W_OK):
         raise ArchiverError(f"output directory {out_dir} is not writable")
-
-
-__all__ = ["Crawler", "CrawlConfig", "CrawlOutcome", "CrawlStats", "UrlOutcome", "Link", "check_disk"]

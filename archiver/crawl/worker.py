@@ -1,8 +1,9 @@
 """A crawl worker: a process that fetches what it is given, records it, and reports what it found.
 
-Each worker process owns one HTTP client (one keep-alive connection per host) and one WARC writer, so records
-are never interleaved and both cores are used. The coordinator (crawler.py) decides what to fetch and when;
-workers only fetch, classify, write and extract links.
+Each worker process owns one HTTP client (one keep-alive connection per host) and its WARC writers — one shared
+writer for a grab, or one per item when every item must get WARC files of its own (bulk runs) — so records are
+never interleaved and both cores are used. The coordinator (crawler.py) decides what to fetch and when; workers
+only fetch, classify, write and extract links.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Task(NamedTuple):
     url: str
     referer: str | None
     last_try: bool
+    writer: str | None = None  # None: the shared writer; else the file prefix of the item's own writer
 
 
 class FetchResult(NamedTuple):
@@ -73,9 +75,26 @@ class Worker:
         self.client = HttpClient(user_agent=config.user_agent, timeout=config.timeout, max_time=config.max_time,
                                  max_size=config.max_size, verify_tls=config.verify_tls, spool_dir=config.out_dir,
                                  should_stop=should_stop)
-        self.writer = WarcWriter(config.out_dir, config.prefix, next_serial=next_serial,
-                                 max_size=config.warc_max_size, compress_level=config.compress_level,
-                                 info=config.info)
+        self.next_serial = next_serial
+        self.writers: dict[str | None, WarcWriter] = {}
+        self.finished: list[str] = []
+
+    def writer(self, key: str | None) -> WarcWriter:
+        w = self.writers.get(key)
+        if w is None:
+            c = self.config
+            w = self.writers[key] = WarcWriter(c.out_dir, key or c.prefix, next_serial=self.next_serial,
+                                               max_size=c.warc_max_size, compress_level=c.compress_level,
+                                               info=c.info)
+        return w
+
+    def finish_writer(self, key: str | None) -> list[str]:
+        """Close the writer `key` (an item's), returning the files it finished."""
+        w = self.writers.pop(key, None)
+        if w is None:
+            return []
+        w.finish()
+        return [str(p) for p in w.finished]
 
     def process(self, task: Task) -> FetchResult:
         ex = self.client.fetch(task.url, referer=task.referer)
@@ -86,9 +105,10 @@ class Worker:
 
     def _handle(self, task: Task, ex) -> FetchResult:
         url = task.url
+        writer = self.writer(task.writer)
         if not ex.recordable:
             if task.last_try:
-                self._log(ex, task, None, None)
+                self._log(writer, ex, task, None, None)
             return _result(task, ex, retryable=not task.last_try)
         if ex.truncated in ("disconnect", "time") and not task.last_try and ex.error != "interrupted by the user":
             return _result(task, ex, retryable=True)  # nothing written: the next try may get it whole
@@ -105,7 +125,7 @@ class Worker:
             head = ex.payload_head
         verdict = self.site.classify(url, ex.status, hmap, head)
         if verdict is not None and verdict.action == BACKOFF:
-            self._log(ex, task, None, verdict)
+            self._log(writer, ex, task, None, verdict)
             return _result(task, ex, verdict=verdict, retry_after=hmap.get("retry-after"))
         links: list[Link] = []
         page_info = None
@@ -127,12 +147,12 @@ class Worker:
             elif ctype == "application/manifest+json" or url.endswith(".webmanifest"):
                 links += manifest_links(body, url)
         outlinks = [(link.url, _HOP.get(link.kind, "L"), link.how) for link in links] if is_page else None
-        ref = self.writer.write_exchange(ex, outlinks=outlinks, via=task.referer)
-        self._log(ex, task, ref, verdict)
+        ref = writer.write_exchange(ex, outlinks=outlinks, via=task.referer)
+        self._log(writer, ex, task, ref, verdict)
         return _result(task, ex, verdict=verdict, links=links, page_info=page_info, warc=ref.filename,
                        offset=ref.offset)
 
-    def _log(self, ex, task: Task, ref, verdict: Verdict | None) -> None:
+    def _log(self, writer: WarcWriter, ex, task: Task, ref, verdict: Verdict | None) -> None:
         entry = {"date": ex.date, "url": ex.url, "status": ex.status or None, "bytes": ex.payload_length,
                  "ms": round(ex.elapsed * 1000, 1)}
         if task.referer:
@@ -149,12 +169,14 @@ class Worker:
             entry["verdict"] = verdict.code
             if verdict.action == BACKOFF:
                 entry["recorded"] = False
-        self.writer.log(entry)
+        writer.log(entry)
 
     def close(self) -> list[str]:
         self.client.close()
-        self.writer.finish()
-        return [str(p) for p in self.writer.finished]
+        files = []
+        for key in list(self.writers):
+            files += self.finish_writer(key)
+        return files
 
 
 def _result(task: Task, ex, *, verdict=None, retryable=False, retry_after=None, links=(), page_info=None,
@@ -182,6 +204,13 @@ def worker_main(config: WorkerConfig, conn, serial, stop_event) -> None:
             batch = conn.recv()
             if batch is None:
                 break
+            if isinstance(batch, tuple):  # ("finish", writer key): an item is complete
+                try:
+                    conn.send(("item-files", batch[1], worker.finish_writer(batch[1])))
+                except OSError as e:
+                    conn.send(("fatal", f"cannot finish WARC in {config.out_dir}: {e.strerror or e}", None))
+                    return
+                continue
             for task in batch:
                 if stop_event.is_set():
                     conn.send(("skipped", task.id))

@@ -90,4 +90,11 @@ class GenericSite(Site):
             elif c.status is None or c.status >= 400:
                 problems.append(Problem("start-url-failed", f"{item.name} answered HTTP {c.status}",
                                         item=item.name, url=item.name))
+            elif c.truncated and c.truncated != "length":
+                # cut short by the network (a --max-size cut is the user's choice, so only a warning)
+                problems.append(Problem("start-url-truncated", f"{item.name} was cut short ({c.truncated})",
+                                        item=item.name, url=item.name))
+            elif c.truncated:
+                problems.append(Problem("start-url-truncated", f"{item.name} was cut at --max-size",
+                                        severity="warning", item=item.name, url=item.name))
         return problems
