@@ -24,6 +24,8 @@ def arxiv_site() -> Iterator[ArxivSite]:
     """A fresh arXiv-like site per test: empty request log, no pending faults."""
     with ArxivSite() as site:
         yield site
+    # A bug in the fixture itself answers 500; fail loudly rather than let it pass as crawler behaviour.
+    assert not site.errors, "arxiv_site raised while serving:\n" + "\n".join(site.errors)
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +33,4 @@ def fault_server() -> Iterator[FaultServer]:
     """One fault-injecting server per test module; its log is shared, so count deltas or call clear_log()."""
     with FaultServer() as server:
         yield server
+    assert not server.errors, "fault_server raised while serving:\n" + "\n".join(server.errors)

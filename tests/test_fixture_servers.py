@@ -14,7 +14,7 @@ import zlib
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from fixtures.arxiv_site import ArxivSite
+from fixtures.arxiv_site import ArxivSite, paper_urls
 from fixtures.fault_server import GZIP_BOMB_EXPANDED, FaultServer
 
 # Verbatim from /work/shared/reference/arxiv.md ("Submission history block"), for cs/0012007 v3.
@@ -277,8 +277,8 @@ def test_head_has_versionless_canonical_citation_tags_and_assets(arxiv_site: Arx
         'src="/static/browse/0.3.4/js/accordion.js"',
         'href="/static/browse/0.3.4/images/icons/site.webmanifest"',
         'href="/static/browse/0.3.4/images/icons/favicon-32x32.png"',
-        'href="https://static.arxiv.org/js/bibex-dev/bibex.css',
-        'src="//code.jquery.com/jquery-latest.min.js"',
+        'href="http://127.0.0.2:9/static.arxiv.org/js/bibex-dev/bibex.css',
+        'src="//127.0.0.2:9/code.jquery.com/jquery-latest.min.js"',
     ):
         assert reference in head
     assert 'src="/static/base/1.0.1/images/arxiv-logo-primary-light.svg"' in page
@@ -367,6 +367,20 @@ def test_every_paper_and_version_is_served(arxiv_site: ArxivSite) -> None:
     conn.close()
 
 
+def test_paper_urls_lists_what_a_complete_grab_fetches(arxiv_site: ArxivSite) -> None:
+    urls = list(paper_urls(arxiv_site, "0906.5132"))
+    assert arxiv_site.url("/pdf/0906.5132v2") not in urls  # withdrawn: no PDF
+    assert len(urls) == 2 + 4 + 3
+    assert len(list(paper_urls(arxiv_site, "2108.07258"))) == 2 + 3 + 3 + 1
+    conn = connect(arxiv_site)
+    for url in urls:
+        conn.request("GET", urlsplit(url).path)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200, url
+    conn.close()
+
+
 def test_robots_txt_is_arxivs(arxiv_site: ArxivSite) -> None:
     response, body = get(arxiv_site, "/robots.txt")
     text = body.decode()
@@ -391,7 +405,7 @@ def test_static_assets_referenced_by_pages_and_css_are_served(arxiv_site: ArxivS
     local = {urljoin(base, ref) for ref in re.findall(r'(?:href|src)="(/static/[^"]+)"', page)}
     css = get(arxiv_site, "/static/browse/0.3.4/css/arXiv.css")[1].decode()
     css_refs = re.findall(r"url\(['\"]?([^'\")]+)['\"]?\)", css)
-    assert "//static.arxiv.org/icons/x.png" in css_refs
+    assert "//127.0.0.2:9/static.arxiv.org/icons/x.png" in css_refs
     assert any(ref.startswith("../") for ref in css_refs)
     css_base = arxiv_site.url("/static/browse/0.3.4/css/arXiv.css")
     local |= {urljoin(css_base, ref) for ref in css_refs if not ref.startswith("//")}
