@@ -88,14 +88,33 @@ def plan(targets: list[str], options: GrabOptions) -> list[tuple[str, SiteOption
             base_url = _root_of(target)
         key = (name, base_url)
         if key not in site_opts:
-            site_opts[key] = SiteOptions(
-                base_url=base_url, include_source=options.include_source, recursive=options.recursive,
-                depth=options.depth, ignore=tuple(options.ignore), delay=options.delay,
-                concurrency=options.concurrency, extra=dict(options.extra))
+            site_opts[key] = site_options(options, base_url)
         item = get_site(name, site_opts[key]).parse_target(target)
         if item not in groups.setdefault(key, []):
             groups[key].append(item)
     return [(key[0], site_opts[key], items) for key, items in groups.items()]
+
+
+def site_options(options: GrabOptions, base_url: str | None) -> SiteOptions:
+    return SiteOptions(base_url=base_url, include_source=options.include_source, recursive=options.recursive,
+                       depth=options.depth, ignore=tuple(options.ignore), delay=options.delay,
+                       concurrency=options.concurrency, extra=dict(options.extra))
+
+
+def worker_config(site_name: str, site_opts: SiteOptions, options: GrabOptions, prefix: str,
+                  description: str) -> WorkerConfig:
+    """How crawl workers fetch and write, and what every warcinfo record says about the crawl."""
+    site = get_site(site_name, site_opts)
+    info = [("isPartOf", prefix), ("description", description), ("robots", site.robots_policy),
+            ("http-header-user-agent", options.user_agent)]
+    if options.command_line:
+        info.append(("command-line", options.command_line))
+    if options.operator:
+        info.append(("operator", options.operator))
+    return WorkerConfig(site=site_name, site_options=site_opts, out_dir=options.out_dir, prefix=prefix,
+                        user_agent=options.user_agent, timeout=options.timeout, max_time=options.max_time,
+                        max_size=options.max_size, warc_max_size=options.warc_max_size,
+                        compress_level=options.compress_level, verify_tls=options.verify_tls, info=tuple(info))
 
 
 def _root_of(url: str) -> str:
@@ -118,25 +137,16 @@ def grab(targets: list[str], options: GrabOptions,
     stats = CrawlStats()
     interrupted, fatal = False, None
     outcomes: list[tuple[str, SiteOptions, list[Item], CrawlOutcome]] = []
-    for site_name, site_options, items in groups:
-        site = get_site(site_name, site_options)
+    for site_name, site_opts, items in groups:
+        site = get_site(site_name, site_opts)
         prefix = options.prefix or _prefix(site_name, items)
-        info = [("isPartOf", prefix), ("description", f"archiver grab of {', '.join(i.name for i in items)}"),
-                ("robots", site.robots_policy), ("http-header-user-agent", options.user_agent)]
-        if options.command_line:
-            info.append(("command-line", options.command_line))
-        if options.operator:
-            info.append(("operator", options.operator))
-        worker = WorkerConfig(site=site_name, site_options=site_options, out_dir=options.out_dir, prefix=prefix,
-                              user_agent=options.user_agent, timeout=options.timeout, max_time=options.max_time,
-                              max_size=options.max_size, warc_max_size=options.warc_max_size,
-                              compress_level=options.compress_level, verify_tls=options.verify_tls,
-                              info=tuple(info))
+        worker = worker_config(site_name, site_opts, options, prefix,
+                               f"archiver grab of {', '.join(i.name for i in items)}")
         policy_concurrency = options.concurrency or site.host_policy(_first_host(site, items)).connections
         config = CrawlConfig(worker=worker, concurrency=max(1, min(policy_concurrency, 64)), tries=options.tries,
                              log_json=options.log_json)
         outcome = Crawler(items, config, progress=progress).run()
-        outcomes.append((site_name, site_options, items, outcome))
+        outcomes.append((site_name, site_opts, items, outcome))
         warcs += outcome.warcs
         _merge(stats, outcome.stats)
         failed_urls += [(u.url, u.error or f"HTTP {u.status}") for u in outcome.urls.values()
@@ -147,8 +157,8 @@ def grab(targets: list[str], options: GrabOptions,
 
     indexes = [str(_index(w)) for w in warcs]
     check_report = None
-    for site_name, site_options, items, outcome in outcomes:
-        site = get_site(site_name, site_options)
+    for site_name, site_opts, items, outcome in outcomes:
+        site = get_site(site_name, site_opts)
         problems_by_item: dict[str, list[str]] = {i.name: [] for i in items}
         if options.check and outcome.warcs:
             from archiver.warc.check import check_files

@@ -66,6 +66,7 @@ class Exchange:
     payload_head: bytes = b""  # the first HEAD_BYTES of the entity body, always kept (for block-page checks)
     truncated: str | None = None  # WARC-Truncated: length, time, disconnect, unspecified
     error: str | None = None  # what went wrong, when something did (truncated or not)
+    permanent: bool = False  # the failure will not go away by trying again now (refused, no such host)
     elapsed: float = 0.0
 
     def header(self, name: str) -> str | None:
@@ -207,6 +208,8 @@ class HttpClient:
                 if conn is not None:
                     conn.close()
                 ex.error = _describe(e, "before any response")
+                # like wget without --retry-connrefused: a refused connection or an unknown host is not retried
+                ex.permanent = isinstance(e, ConnectionRefusedError | socket.gaierror | ssl.SSLCertVerificationError)
                 ex.close()
                 ex.response = None
                 break

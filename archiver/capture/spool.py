@@ -14,6 +14,11 @@ SPILL_AT = 1 << 20  # bytes kept in memory before spilling to disk
 READ_BLOCK = 1 << 18
 
 
+class DiskError(Exception):
+    """Writing to local disk failed (full, read-only...). Not an OSError on purpose: network code catches
+    OSError as "the connection failed", and a full disk must stop the crawl, not pass for a network fault."""
+
+
 class Spool:
     __slots__ = ("_buf", "_file", "_dir", "size")
 
@@ -28,11 +33,18 @@ class Spool:
         if self._file is None:
             self._buf += data
             if len(self._buf) > SPILL_AT:
-                self._file = tempfile.TemporaryFile(prefix=".archiver-spool-", dir=self._dir)
-                self._file.write(self._buf)
+                try:
+                    self._file = tempfile.TemporaryFile(prefix=".archiver-spool-", dir=self._dir)
+                    self._file.write(self._buf)
+                except OSError as e:
+                    raise DiskError(f"cannot spool a response in {self._dir or 'the temp dir'}: "
+                                    f"{e.strerror or e}") from e
                 self._buf = bytearray()
         else:
-            self._file.write(data)
+            try:
+                self._file.write(data)
+            except OSError as e:
+                raise DiskError(f"cannot spool a response: {e.strerror or e}") from e
 
     @property
     def in_memory(self) -> bool:

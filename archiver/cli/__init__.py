@@ -16,6 +16,12 @@ from archiver.errors import ArchiverError, UsageError
 # subcommand -> module under archiver.cli
 COMMANDS = {
     "grab": "grab",
+    "run": "run",
+    "status": "run",
+    "manifest": "manifest",
+    "pack": "pack",
+    "check": "check",
+    "index": "check",
 }
 
 

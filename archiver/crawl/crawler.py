@@ -28,7 +28,7 @@ from archiver.crawl.politeness import HostState
 from archiver.crawl.worker import FetchResult, Task, WorkerConfig, worker_main
 from archiver.errors import ArchiverError
 from archiver.sites import get_site
-from archiver.sites.base import BACKOFF, REDIRECT, SEED, Item
+from archiver.sites.base import BACKOFF, REDIRECT, REQUISITE, SEED, Item
 
 MAX_REDIRECTS = 20
 PREFETCH = 4  # tasks waiting inside each worker when politeness allows it
@@ -103,7 +103,7 @@ class ItemDone:
 
 
 class _ItemState:
-    __slots__ = ("item", "pending", "urls", "worker", "writer", "finishing")
+    __slots__ = ("item", "pending", "urls", "worker", "writer", "finishing", "host")
 
     def __init__(self, item: Item, worker: int | None, writer: str | None) -> None:
         self.item = item
@@ -112,6 +112,7 @@ class _ItemState:
         self.worker = worker
         self.writer = writer
         self.finishing = False
+        self.host: str | None = None
 
 
 class Crawler:
@@ -355,7 +356,8 @@ class Crawler:
                 state.queue.popleft()
                 self.stats.queued -= 1
                 self._next_id += 1
-                task = Task(self._next_id, p.url, p.referer, p.attempts + 1 >= self.config.tries, item.writer)
+                tries = 1 if p.kind == REQUISITE and not self._on_item_host(p) else self.config.tries
+                task = Task(self._next_id, p.url, p.referer, p.attempts + 1 >= tries, item.writer)
                 self.tasks[task.id] = (p, i)
                 outstanding[i] += 1
                 state.in_flight += 1
@@ -406,6 +408,14 @@ class Crawler:
                 p.attempts += 1
                 self._fail(p, "the crawl worker fetching it died")
         self._outstanding[worker] = 0
+
+    def _on_item_host(self, p: _Pending) -> bool:
+        """Is `p` on the host of its item's first seed? Off-host requisites are attempted once (like wget -p)."""
+        state = self.items[p.item]
+        if state.host is None:
+            seeds = self.site.seeds(state.item)
+            state.host = (urlsplit(seeds[0].url).hostname or "").lower() if seeds else ""
+        return (urlsplit(p.url).hostname or "").lower() == state.host
 
     def _host(self, url: str) -> HostState:
         return self.hosts[(urlsplit(url).hostname or "").lower()]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from archiver.capture.http import HttpClient
+from archiver.capture.spool import DiskError
 from archiver.crawl.links import clean_url, css_links, decode_body, html_links, manifest_links, parse_html
 from archiver.sites import get_site
 from archiver.sites.base import BACKOFF, HEAD_BYTES, LINK, REDIRECT, REQUISITE, Link, SiteOptions, Verdict
@@ -107,9 +108,9 @@ class Worker:
         url = task.url
         writer = self.writer(task.writer)
         if not ex.recordable:
-            if task.last_try:
+            if task.last_try or ex.permanent:
                 self._log(writer, ex, task, None, None)
-            return _result(task, ex, retryable=not task.last_try)
+            return _result(task, ex, retryable=not task.last_try and not ex.permanent)
         if ex.truncated in ("disconnect", "time") and not task.last_try and ex.error != "interrupted by the user":
             return _result(task, ex, retryable=True)  # nothing written: the next try may get it whole
         hmap = ex.header_map()
@@ -217,9 +218,10 @@ def worker_main(config: WorkerConfig, conn, serial, stop_event) -> None:
                     continue
                 try:
                     result = worker.process(task)
-                except OSError as e:
+                except (OSError, DiskError) as e:
                     # the disk (spool or WARC) failed: nothing more can be written safely
-                    conn.send(("fatal", f"cannot write WARC data in {config.out_dir}: {e.strerror or e}", task.id))
+                    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                    conn.send(("fatal", f"cannot write in {config.out_dir}: {why}", task.id))
                     return
                 except Exception as e:  # a bug must cost one URL, not the run
                     result = FetchResult(task.id, task.url, None, "", 0, 0,

@@ -20,6 +20,7 @@ from pathlib import Path
 from archiver import __version__
 from archiver.capture.http import Exchange, sha1_b32, warc_date
 from archiver.capture.records import header_block, new_record_id, safe_uri, warc_fields
+from archiver.faults import crash_point
 
 DEFAULT_MAX_SIZE = 5 * 1024**3
 # Level 6 by measurement (see README): on text it compresses as well as 9 at ~90% of the time, and on
@@ -69,11 +70,18 @@ class WarcWriter:
         return self._path
 
     def _open(self) -> None:
-        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-        name = f"{self.prefix}-{stamp}-{self.next_serial():05d}.warc.gz"
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._path = self.directory / name
-        self._f = open(self.directory / (name + OPEN_SUFFIX), "xb", buffering=1 << 20)
+        while True:  # never overwrite: a name taken (a resumed run in the same second) takes the next serial
+            stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+            name = f"{self.prefix}-{stamp}-{self.next_serial():05d}.warc.gz"
+            self._path = self.directory / name
+            if self._path.exists():
+                continue
+            try:
+                self._f = open(self.directory / (name + OPEN_SUFFIX), "xb", buffering=1 << 20)
+                break
+            except FileExistsError:
+                continue
         self._offset = 0
         self._log = []
         self._write_warcinfo(name)
@@ -110,8 +118,10 @@ class WarcWriter:
         f.flush()
         os.fsync(f.fileno())
         f.close()
+        crash_point("warc-before-rename")
         os.replace(str(path) + OPEN_SUFFIX, path)
         _fsync_dir(path.parent)
+        crash_point("warc-after-rename")
         self.finished.append(path)
         self._path = None
         return path

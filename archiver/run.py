@@ -1,0 +1,336 @@
+"""Bulk runs: a manifest's items through the grab pipeline, resumable, one checked WARC set per item.
+
+State lives in an SQLite item queue in the run directory (`state.sqlite`). Running the same command again
+resumes: claims of a killed run return to the queue, `.open` files it left are removed (their items are grabbed
+again), done items are never fetched again. An item is done only when its WARCs check clean.
+
+Every item is pinned to one crawl worker and gets files of its own (`<project>-<item>-<ts>-<serial>.warc.gz`);
+politeness is kept per host across all items in flight, so arXiv still gets one request at a time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archiver import __version__
+from archiver.crawl.crawler import CrawlConfig, Crawler, CrawlStats, ItemDone
+from archiver.errors import ArchiverError
+from archiver.faults import crash_point
+from archiver.grab import GrabOptions, site_options, worker_config
+from archiver.manifest import Manifest
+from archiver.queue import STATE_FILE
+from archiver.queue.base import Claim, ItemOutcome, WarcFile
+from archiver.queue.sqlite import SqliteQueue
+from archiver.sites import get_site
+from archiver.sites.base import Item
+
+FAILED_DIR = "failed"  # WARCs of items that did not check clean, kept for inspection
+REPORT = "report.json"
+LEASE = 900.0
+
+_OPTION_KEYS = ("delay", "concurrency", "user_agent", "include_source", "recursive", "depth", "ignore",
+                "warc_max_size", "compress_level", "max_size", "timeout", "max_time", "tries", "verify_tls",
+                "operator")
+
+
+@dataclass
+class RunProgress:
+    total: int
+    done: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.time)
+    crawl: CrawlStats | None = None
+    last: str = ""
+
+
+@dataclass
+class RunReport:
+    project: str
+    out_dir: str
+    stats: dict[str, int]
+    done_now: list[str]
+    failed_now: dict[str, str]
+    interrupted: bool = False
+    fatal: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and not self.fatal and not self.failed_now and self.stats.get("failed", 0) == 0
+
+
+class RunLock:
+    """One run per directory: a second `archiver run` on the same DIR would claim the same items."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise ArchiverError(f"another archiver run is using {self.path.parent}; wait for it or stop it") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+def grab_options(manifest: Manifest, out_dir: Path, command_line: str = "") -> GrabOptions:
+    o = manifest.options
+    kwargs: dict[str, Any] = {k: o[k] for k in _OPTION_KEYS if k in o}
+    return GrabOptions(site=manifest.site, out_dir=str(out_dir), command_line=command_line, **kwargs)
+
+
+def clean_leftovers(out_dir: Path, queue: SqliteQueue) -> list[str]:
+    """Remove what a killed run left, so no item is ever counted twice or from a half-made capture:
+    `.open` WARCs (never finished), spool files, and finished WARCs no done item records (the run died between
+    finishing an item's files and recording it done; the item is grabbed again)."""
+    recorded = set(queue.warc_files())
+    removed = []
+    leftovers = list(out_dir.glob("*.open")) + list(out_dir.glob(".archiver-spool-*"))
+    leftovers += [p for p in out_dir.glob("*.warc.gz") if p.name not in recorded]
+    leftovers += [p for p in out_dir.glob("*.warc.gz.cdxj") if p.name[:-5] not in recorded]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
+
+
+def run_manifest(manifest: Manifest, out_dir: str | Path, *, workers: int | None = None,
+                 retry_failed: bool = False, limit: int | None = None, command_line: str = "",
+                 progress: Callable[[RunProgress], None] | None = None,
+                 extra: dict[str, Any] | None = None) -> RunReport:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        return _Run(manifest, out, workers, retry_failed, limit, command_line, progress, extra or {}).run()
+
+
+class _Run:
+    def __init__(self, manifest: Manifest, out: Path, workers: int | None, retry_failed: bool,
+                 limit: int | None, command_line: str, progress, extra: dict[str, Any]) -> None:
+        self.manifest = manifest
+        self.out = out
+        self.options = grab_options(manifest, out, command_line)
+        self.options.extra.update(extra)
+        base_url = manifest.options.get("base_url")
+        self.site_opts = site_options(self.options, base_url)
+        self.site = get_site(manifest.site, self.site_opts)
+        self.queue = SqliteQueue(out / STATE_FILE, lease=LEASE,
+                                 max_attempts=int(manifest.options.get("max_attempts", 3)))
+        self.claimant = f"run:{socket.gethostname()}:{os.getpid()}"
+        self.workers = max(1, workers or 1)
+        self.limit = limit
+        self.retry_failed = retry_failed
+        self.claims: dict[str, Claim] = {}
+        self.started_at: dict[str, float] = {}
+        self.claimed_now = 0
+        self.done_now: list[str] = []
+        self.failed_now: dict[str, str] = {}
+        self.progress = progress
+        self.last_heartbeat = time.monotonic()
+        self.stopping = False
+        self.crawler: Crawler | None = None
+
+    def run(self) -> RunReport:
+        started = time.time()
+        q = self.queue
+        clean_leftovers(self.out, q)
+        q.requeue_claims(None, reason="the run holding it stopped before finishing it")
+        q.add(item.name for item in self.manifest.items)
+        if self.retry_failed:
+            q.reset_failed()
+        stats = q.stats()
+        self.state = RunProgress(total=stats.total, done=stats.done, failed=stats.failed, bytes=stats.bytes)
+        config = CrawlConfig(
+            worker=worker_config(self.manifest.site, self.site_opts, self.options, self.manifest.project,
+                                 f"archiver run of {self.manifest.project} ({self.manifest.path.name})"),
+            concurrency=self.workers, tries=self.options.tries, per_item_warcs=True)
+        self.crawler = Crawler([], config, progress=self._crawl_progress, feed=self._feed,
+                               on_item_done=self._item_done, tick=self._tick, max_items=self.workers)
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._first_interrupt)
+        try:
+            outcome = self.crawler.run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        for name, claim in list(self.claims.items()):  # interrupted or fatal: give back what is unfinished
+            self._discard_files_of(name)
+            try:
+                q.release(claim.token)
+            except (ArchiverError, sqlite3.Error):
+                pass  # e.g. a full disk: the claim is requeued when the run starts again
+        stats = q.stats()
+        report = RunReport(self.manifest.project, str(self.out),
+                           {"todo": stats.todo, "claimed": stats.claimed, "done": stats.done,
+                            "failed": stats.failed, "bytes": stats.bytes},
+                           self.done_now, self.failed_now, outcome.interrupted or self.stopping, outcome.fatal,
+                           time.time() - started)
+        self._write_report(report)
+        q.close()
+        return report
+
+    # ---- signals -----------------------------------------------------------------------------------------
+    def _first_interrupt(self, signum, frame) -> None:
+        """First Ctrl-C: claim nothing more, finish what is in flight. The second one stops at once."""
+        self.stopping = True
+        if self.crawler is not None:
+            self.crawler.stop_feeding()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    # ---- crawler hooks -----------------------------------------------------------------------------------
+    def _feed(self, room: int) -> list[Item]:
+        if self.stopping:
+            return []
+        if self.limit is not None:
+            room = min(room, self.limit - self.claimed_now)
+        if room <= 0:
+            return []
+        claims = self.queue.claim(self.claimant, room)
+        items = []
+        for claim in claims:
+            try:
+                item = self.site.parse_target(claim.item)
+            except ArchiverError as e:
+                self.queue.fail(claim.token, f"invalid item name: {e}", retry=False)
+                self.failed_now[claim.item] = str(e)
+                continue
+            self.claims[item.name] = claim
+            self.started_at[item.name] = time.time()
+            items.append(item)
+        self.claimed_now += len(claims)
+        self.state.in_flight = len(self.claims)
+        return items
+
+    def _item_done(self, done: ItemDone) -> None:
+        from archiver.warc.check import check_files
+
+        name = done.item.name
+        claim = self.claims.pop(name, None)
+        if claim is None:
+            return
+        crawl_time = time.time() - self.started_at.pop(name, time.time())
+        problems: list[str] = []
+        if not done.warcs:
+            problems.append("nothing was captured: " + "; ".join(
+                f"{u.url}: {u.error}" for u in done.urls if u.error)[:500])
+        else:
+            t = time.time()
+            report = check_files(done.warcs, site=self.site, items=[done.item])
+            check_time = time.time() - t
+            errors = [f for f in _findings(report) if f.severity == "error"]
+            problems += [f"{f.code}: {f.message}" for f in errors[:10]]
+        if problems:
+            reason = "; ".join(problems)[:2000]
+            self._move_to_failed(done.warcs)
+            state = self.queue.fail(claim.token, reason)
+            if str(state) == "failed":
+                self.failed_now[name] = reason
+                self.state.failed += 1
+        else:
+            from archiver.warc.index import write_index
+
+            for p in done.warcs:
+                write_index(p)
+            files = tuple(_warc_file(self.out, Path(p)) for p in done.warcs)
+            nbytes = sum(u.length for u in done.urls)
+            crash_point("run-before-done")
+            self.queue.done(claim.token, ItemOutcome(
+                warcs=files, bytes=nbytes, timings={"crawl": round(crawl_time, 3), "check": round(check_time, 3)},
+                extra={"urls": len(done.urls), "archiver": __version__}))
+            crash_point("run-after-done")
+            self.done_now.append(name)
+            self.state.done += 1
+            self.state.bytes += nbytes
+        self.state.in_flight = len(self.claims)
+        self.state.last = name
+        if self.progress:
+            self.progress(self.state)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self.last_heartbeat < LEASE / 6:
+            return
+        self.last_heartbeat = now
+        for name, claim in list(self.claims.items()):
+            self.claims[name] = self.queue.heartbeat(claim.token)
+
+    def _crawl_progress(self, stats: CrawlStats) -> None:
+        self.state.crawl = stats
+        if self.progress:
+            self.progress(self.state)
+
+    # ---- files -------------------------------------------------------------------------------------------
+    def _move_to_failed(self, paths: list[str]) -> None:
+        target = self.out / FAILED_DIR
+        target.mkdir(exist_ok=True)
+        for p in paths:
+            for path in (Path(p), Path(p + ".cdxj")):
+                if path.exists():
+                    shutil.move(str(path), target / path.name)
+
+    def _discard_files_of(self, name: str) -> None:
+        """An unfinished item's files (closed at shutdown) are not its capture: it will be grabbed again."""
+        prefix = f"{self.manifest.project}-{Item(self.manifest.site, name, name).safe_name}-"
+        for path in self.out.glob(prefix + "*.warc.gz*"):
+            path.unlink(missing_ok=True)
+
+    def _write_report(self, report: RunReport) -> None:
+        q = self.queue
+        items = {}
+        for rec in q.items():
+            entry: dict[str, Any] = {"state": str(rec.state), "attempts": rec.attempts}
+            if rec.last_error:
+                entry["last_error"] = rec.last_error
+            if rec.outcome is not None:
+                entry["warcs"] = [{"name": w.name, "size": w.size, "sha256": w.sha256} for w in rec.outcome.warcs]
+                entry["bytes"] = rec.outcome.bytes
+                entry["timings"] = dict(rec.outcome.timings)
+            items[rec.name] = entry
+        data = {"project": report.project, "manifest": str(self.manifest.path), "archiver": __version__,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "stats": report.stats,
+                "interrupted": report.interrupted, "fatal": report.fatal, "items": items}
+        tmp = self.out / (REPORT + ".tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.out / REPORT)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            print(f"archiver run: could not write {self.out / REPORT}: {e.strerror or e}", file=sys.stderr)
+
+
+def _warc_file(run_dir: Path, path: Path) -> WarcFile:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return WarcFile(name=os.path.relpath(path, run_dir), size=path.stat().st_size, sha256=h.hexdigest())
+
+
+def _findings(report) -> list:
+    out = list(getattr(report, "findings", []) or [])
+    for f in getattr(report, "files", []) or []:
+        out += list(getattr(f, "findings", []) or [])
+    return out

@@ -1,0 +1,65 @@
+"""CDXJ indexes of WARC files, through cdxj-indexer (the format pywb and the Wayback Machine tooling read).
+
+Grab writes `<warc>.cdxj` beside each finished WARC; `archiver index` does the same for any WARC.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from cdxj_indexer.main import CDXJIndexer
+
+from archiver.errors import ArchiverError
+
+
+class IndexFailed(ArchiverError):
+    """A WARC that cannot be indexed (missing, or not a WARC)."""
+
+
+def write_index(warc_path: str | os.PathLike[str], out_path: str | os.PathLike[str] | None = None) -> Path:
+    """Write a sorted CDXJ index of one WARC, by default to `<warc>.cdxj` beside it; returns the index path.
+
+    The index is written to a temporary name and renamed, so a reader never sees half an index.
+    """
+    warc = Path(warc_path)
+    out = Path(out_path) if out_path is not None else warc.with_name(warc.name + ".cdxj")
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with open(partial, "w", encoding="utf-8") as fh:
+            _index([warc], fh)
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def index_files(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str] | TextIO) -> None:
+    """Write one sorted CDXJ index of several WARCs to a path or an open text stream."""
+    warcs = [Path(p) for p in paths]
+    if hasattr(out, "write"):
+        _index(warcs, out)  # type: ignore[arg-type]
+        return
+    target = Path(out)  # type: ignore[arg-type]
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with open(partial, "w", encoding="utf-8") as fh:
+            _index(warcs, fh)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _index(warcs: list[Path], fh: TextIO) -> None:
+    for warc in warcs:
+        if not warc.is_file():
+            raise IndexFailed(f"cannot index {warc}: no such file")
+    indexer = CDXJIndexer(fh, [str(w) for w in warcs], sort=True, post_append=True)
+    try:
+        indexer.process_all()
+    except Exception as e:  # warcio raises several types for a damaged file; all mean the same to the user
+        raise IndexFailed(f"cannot index {', '.join(map(str, warcs))}: {e}; run `archiver check` on it") from e

@@ -1,0 +1,188 @@
+"""`archiver run`: manifest-driven bulk runs that resume, never lose an item and never do one twice."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from grabbing import ROOT, archiver, records
+
+from archiver.warc.check import check_files
+
+PAPERS = ["2108.07258", "cs/0012007", "0906.5132", "hep-th/9901001"]
+
+
+def write_manifest(path: Path, site, items=PAPERS, delay: float = 0.0, extra: str = "") -> Path:
+    lines = ["project: crash-test", "site: arxiv", "items:"] + [f"  - {i}" for i in items]
+    lines += ["options:", f"  base_url: {site.base_url}", f"  delay: {delay}", "  max_attempts: 10"]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def run_cmd(manifest: Path, out: Path, *args: str, env: dict | None = None, timeout: float = 120):
+    return archiver("run", str(manifest), "-o", str(out), "-q", *args, timeout=timeout, env=env)
+
+
+def finished_warcs(out: Path) -> list[Path]:
+    return sorted(out.glob("*.warc.gz"))
+
+
+def assert_each_item_done_exactly_once(out: Path, items=PAPERS):
+    report = json.loads((out / "report.json").read_text())
+    assert {name for name, e in report["items"].items() if e["state"] == "done"} == set(items)
+    recorded = {w["name"] for e in report["items"].values() for w in e.get("warcs", [])}
+    present = {p.name for p in finished_warcs(out)}
+    assert present == recorded, "a finished WARC that no done item records (or the reverse)"
+    assert not list(out.glob("*.open"))
+    # each paper's abs page v1 was captured once, in one file, across everything in the directory
+    abs_v1 = Counter(r.rec_headers["WARC-Target-URI"].split("/abs/", 1)[1] for r in records(finished_warcs(out))
+                     if r.rec_type == "response" and r.rec_headers["WARC-Target-URI"].endswith("v1")
+                     and "/abs/" in r.rec_headers["WARC-Target-URI"])
+    assert abs_v1 == Counter({f"{i}v1": 1 for i in items})
+    assert check_files(finished_warcs(out)).ok
+
+
+def test_run_grabs_every_item_into_its_own_checked_warc_and_resumes_as_a_no_op(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site)
+    out = tmp_path / "run"
+    p = run_cmd(manifest, out, "--workers", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "4 done, 0 failed, 0 to do" in p.stdout
+    names = [w.name for w in finished_warcs(out)]
+    for item in ("crash-test-2108.07258-", "crash-test-cs_0012007-", "crash-test-0906.5132-",
+                 "crash-test-hep-th_9901001-"):
+        assert sum(n.startswith(item) for n in names) == 1, names
+    assert_each_item_done_exactly_once(out)
+    fetched = len(arxiv_site.requests)
+    p = run_cmd(manifest, out)
+    assert p.returncode == 0 and "4 done" in p.stdout and "(0 done in this run" in p.stdout
+    assert len(arxiv_site.requests) == fetched  # nothing fetched again
+    status = archiver("status", str(out))
+    assert "4 done, 0 to do" in status.stdout
+
+
+def test_limit_then_resume_completes_the_rest(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site)
+    out = tmp_path / "run"
+    p = run_cmd(manifest, out, "--limit", "1")
+    assert p.returncode == 0 and "1 done, 0 failed, 3 to do" in p.stdout, p.stdout + p.stderr
+    p = run_cmd(manifest, out, "--workers", "3")
+    assert p.returncode == 0 and "4 done" in p.stdout
+    assert_each_item_done_exactly_once(out)
+
+
+def test_politeness_is_shared_by_all_workers(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, items=PAPERS[:3], delay=0.2)
+    p = run_cmd(manifest, tmp_path / "run", "--workers", "3")
+    assert p.returncode == 0, p.stdout + p.stderr
+    times = sorted(r.time for r in arxiv_site.requests)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.15, "two workers hit the same host without the delay between them"
+
+
+def test_a_failing_item_is_retried_up_to_its_limit_then_failed_and_retry_failed_resets_it(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, items=["2108.07258", "cs/0012007"])
+    manifest.write_text(manifest.read_text().replace("max_attempts: 10", "max_attempts: 2"))
+    arxiv_site.block_once("/abs/cs/0012007", times=1000)
+    out = tmp_path / "run"
+    p = run_cmd(manifest, out, "--backoff-base", "0.1", "--backoff-give-up", "0.5")
+    assert p.returncode == 1
+    assert "1 done, 1 failed" in p.stdout and "FAILED cs/0012007" in p.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["items"]["cs/0012007"]["state"] == "failed"
+    assert "gave up" in report["items"]["cs/0012007"]["last_error"]
+    assert not [p for p in finished_warcs(out) if "cs_0012007" in p.name]
+    arxiv_site.clear_faults()
+    p = run_cmd(manifest, out, "--retry-failed")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_each_item_done_exactly_once(out, ["2108.07258", "cs/0012007"])
+
+
+def _spawn_run(manifest: Path, out: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "archiver", "run", str(manifest), "-o", str(out), "-q",
+                             "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("crash_at", ["warc-before-rename", "warc-after-rename", "run-before-done",
+                                      "run-after-done", "warc-after-rename:2", "run-before-done:3"])
+def test_sigkill_at_a_crash_point_loses_and_duplicates_nothing(arxiv_site, tmp_path, crash_at):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site)
+    out = tmp_path / "run"
+    proc = _spawn_run(manifest, out, env={"ARCHIVER_CRASH_AT": crash_at})
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    p = run_cmd(manifest, out, "--workers", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_each_item_done_exactly_once(out)
+
+
+@pytest.mark.parametrize("after", [0.0, 0.4, 0.9, 1.6])
+def test_sigkill_at_any_moment_loses_and_duplicates_nothing(arxiv_site, tmp_path, after):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, delay=0.02)
+    arxiv_site.set_delay("/pdf/2108.07258v2", 0.5)  # a slow response, so some kills land mid-response
+    out = tmp_path / "run"
+    proc = _spawn_run(manifest, out)
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    p = run_cmd(manifest, out, "--workers", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_each_item_done_exactly_once(out)
+
+
+def test_ctrl_c_stops_claiming_finishes_in_flight_and_resumes(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, delay=0.1)
+    out = tmp_path / "run"
+    proc = _spawn_run(manifest, out)
+    deadline = time.monotonic() + 20
+    while len(arxiv_site.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr
+    report = json.loads((out / "report.json").read_text())
+    done = [n for n, e in report["items"].items() if e["state"] == "done"]
+    assert 1 <= len(done) <= 2  # the two in flight were finished, nothing more was claimed
+    p = run_cmd(manifest, out, "--workers", "2")
+    assert p.returncode == 0
+    assert_each_item_done_exactly_once(out)
+
+
+def test_full_disk_stops_with_a_clear_error_and_the_run_resumes(arxiv_site, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        manifest = write_manifest(tmp_path / "m.yaml", arxiv_site)
+        out = mnt / "run"
+        p = run_cmd(manifest, out)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "No space left on device" in p.stdout + p.stderr
+        assert "Traceback" not in p.stderr
+        subprocess.run(["mount", "-o", "remount,size=8m", str(mnt)], check=True)
+        p = run_cmd(manifest, out, "--workers", "2")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert_each_item_done_exactly_once(out)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_bad_manifest_names_file_line_and_key(tmp_path):
+    m = tmp_path / "bad.yaml"
+    m.write_text("project: Bad Slug\nsite: arxiv\nitems:\n  - 2108.07258\n  - 2113.00001\noptions:\n  dealy: 3\n")
+    p = archiver("run", str(m), "-o", str(tmp_path / "run"))
+    assert p.returncode == 2
+    assert f"{m}:1" in p.stderr and f"{m}:5" in p.stderr and f"{m}:7" in p.stderr
+    assert "delay" in p.stderr  # did you mean
+    assert not (tmp_path / "run").exists()
