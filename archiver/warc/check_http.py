@@ -16,6 +16,7 @@ from typing import Any
 from archiver.sites.base import HEAD_BYTES
 
 MAX_HTTP_HEADER = 1 << 20  # HTTP headers longer than this are reported as never ending
+HEADER_WINDOW = 16384
 _STATUS_LINE = re.compile(r"HTTP/\d(?:\.\d)? (\d{3})(?: .*)?")
 _REQUEST_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/\d(?:\.\d)?")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -42,6 +43,15 @@ class HttpResult:
     head: bytes = b""  # first HEAD_BYTES of the payload, content-encoding removed when possible
     body: bytes | None = None  # the whole decoded payload when asked for and small enough
     problems: list[tuple[str, str]] = field(default_factory=list)  # (code, message)
+
+
+def _header_end(data: bytes) -> tuple[int, int]:
+    """(index of the empty line that ends HTTP headers, its length: 4 for CRLF CRLF, 2 for LF LF), or (-1, 0)."""
+    end = data.find(b"\r\n\r\n")
+    lf = data.find(b"\n\n", 0, end if end >= 0 else len(data))
+    if lf >= 0:
+        return lf, 2
+    return (end, 4) if end >= 0 else (-1, 0)
 
 
 class Dechunker:
@@ -148,11 +158,11 @@ class HttpBlock:
     def _feed_header(self, data: memoryview) -> memoryview | None:
         """Gather header bytes; return the payload part of `data` once the headers end, else None."""
         start = len(self._header)
-        window = self._header + bytes(data[:MAX_HTTP_HEADER])
-        end, sep = window.find(b"\r\n\r\n"), 4
-        lf = window.find(b"\n\n", 0, end if end >= 0 else len(window))
-        if lf >= 0:
-            end, sep = lf, 2
+        window = self._header + bytes(data[:HEADER_WINDOW])  # most headers end in the first few KiB: copy little
+        end, sep = _header_end(window)
+        if end < 0 and len(data) > HEADER_WINDOW:
+            window = self._header + bytes(data[:MAX_HTTP_HEADER])
+            end, sep = _header_end(window)
         if end < 0:
             if len(window) >= MAX_HTTP_HEADER:
                 self.result.problems.append(("http-header-invalid",

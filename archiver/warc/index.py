@@ -58,7 +58,10 @@ def _index(warcs: list[Path], fh: TextIO) -> None:
     for warc in warcs:
         if not warc.is_file():
             raise IndexFailed(f"cannot index {warc}: no such file")
-    indexer = CDXJIndexer(fh, [str(w) for w in warcs], sort=True, post_append=True)
+    # post_append stays off: in that mode cdxj-indexer copies every record's *decoded* content into a temp file
+    # (bufferiter.buffer_record_content), so one gzip-bomb response costs gigabytes of disk and minutes; and
+    # archiver only records GETs, which post_append does not change.
+    indexer = CDXJIndexer(fh, [str(w) for w in warcs], sort=True, post_append=False)
     try:
         indexer.process_all()
     except Exception as e:  # warcio raises several types for a damaged file; all mean the same to the user
