@@ -258,6 +258,9 @@ class HttpBlock:
             if dechunker.error:
                 result.problems.append(("chunked-encoding-invalid", "Transfer-Encoding is chunked but "
                                                                     f"{dechunker.error}"))
+                # what a writer that stopped at the broken framing (and said so with WARC-Truncated) digested
+                if self._entity_hash is not None:
+                    result.entity_digest = self._entity_hash.digest()
             else:
                 result.chunked_valid = True
                 result.chunked_complete = dechunker.complete
