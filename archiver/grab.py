@@ -155,7 +155,10 @@ def grab(targets: list[str], options: GrabOptions,
             interrupted, fatal = outcome.interrupted, outcome.fatal
             break
 
-    indexes = [str(_index(w)) for w in warcs]
+    index_facts: dict[str, list[tuple]] = {}
+    for _, _, _, outcome in outcomes:
+        index_facts.update(outcome.index)
+    indexes = [str(_index(w, index_facts.get(w))) for w in warcs]
     check_report = None
     for site_name, site_opts, items, outcome in outcomes:
         site = get_site(site_name, site_opts)
@@ -163,7 +166,9 @@ def grab(targets: list[str], options: GrabOptions,
         if options.check and outcome.warcs:
             from archiver.warc.check import check_files
 
-            report = check_files(outcome.warcs, site=site, items=items, jobs=min(2, len(outcome.warcs)))
+            # a second checking process pays off only on big files; on small ones it only doubles the memory
+            big = sum(os.path.getsize(w) for w in outcome.warcs) > 256 * 1024 * 1024
+            report = check_files(outcome.warcs, site=site, items=items, jobs=min(2, len(outcome.warcs)) if big else 1)
             check_report = report if check_report is None else _combine(check_report, report)
             for finding in _errors(report):
                 for name in _items_concerned(finding, outcome, site, problems_by_item):
@@ -219,10 +224,10 @@ def _combine(a, b):
     return a
 
 
-def _index(warc: str) -> Path:
-    from archiver.warc.index import write_index
+def _index(warc: str, facts: list[tuple] | None) -> Path:
+    from archiver.warc.index import write_entries, write_index
 
-    return write_index(warc)
+    return write_entries(warc, facts) if facts is not None else write_index(warc)
 
 
 def _first_host(site, items: list[Item]) -> str:

@@ -250,10 +250,10 @@ class _Run:
                 self.failed_now[name] = reason
                 self.state.failed += 1
         else:
-            from archiver.warc.index import write_index
+            from archiver.warc.index import write_entries
 
             for p in done.warcs:
-                write_index(p)
+                write_entries(p, done.index.get(p, ()))
             files = tuple(_warc_file(self.out, Path(p)) for p in done.warcs)
             nbytes = sum(u.length for u in done.urls)
             crash_point("run-before-done")

@@ -46,10 +46,18 @@ def test_warcio_reads_every_record_and_its_digests_pass_except_iso_chunked_paylo
     assert "block digest failed" not in p.stdout
 
 
+def test_cdxj_written_during_the_grab_is_exactly_what_cdxj_indexer_writes(grabbed, tmp_path):
+    _, run = grabbed
+    for warc in run.warcs:
+        ours = Path(str(warc) + ".cdxj").read_text()
+        subprocess.run([str(BIN / "cdxj-indexer"), "--sort", "-o", str(tmp_path / "ref.cdxj"), str(warc)], check=True)
+        assert ours == (tmp_path / "ref.cdxj").read_text()
+
+
 def test_cdxj_index_points_at_every_response(grabbed):
     _, run = grabbed
     for warc in run.warcs:
-        index = Path(str(warc) + ".cdxj") if Path(str(warc) + ".cdxj").exists() else warc.with_suffix(".cdxj")
+        index = Path(str(warc) + ".cdxj")
         lines = index.read_text().splitlines()
         assert lines == sorted(lines)
         with open(warc, "rb") as f:

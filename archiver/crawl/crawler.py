@@ -82,6 +82,7 @@ class CrawlOutcome:
     stats: CrawlStats
     interrupted: bool = False
     fatal: str | None = None
+    index: dict[str, list[tuple]] = field(default_factory=dict)  # finished WARC -> its index facts
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class ItemDone:
     item: Item
     warcs: list[str]
     urls: list[UrlOutcome]
+    index: dict[str, list[tuple]] = field(default_factory=dict)  # its WARCs' index facts
 
 
 class _ItemState:
@@ -142,7 +144,7 @@ class Crawler:
         self._outstanding: list[int] = []
         self._alive: set[int] = set()
         self._conns: list = []
-        self._item_files: list[str] = []
+        self.index: dict[str, list[tuple]] = {}
 
     # ---- items -----------------------------------------------------------------------------------------------
     def _add_item(self, item: Item) -> None:
@@ -169,14 +171,13 @@ class Crawler:
         if state.writer is not None and state.worker in self._alive:
             self._conns[state.worker].send(("finish", state.writer))  # answered by "item-files"
         else:
-            self._item_finished(index, [])  # shared writers: the files are finished with the crawl
+            self._item_finished(index, {})  # shared writers: the files are finished with the crawl
 
-    def _item_finished(self, index: int, files: list[str]) -> None:
+    def _item_finished(self, index: int, files: dict[str, list[tuple]]) -> None:
         state = self.items[index]
         self._active -= 1
-        self._item_files += files
         if self.on_item_done is not None:
-            self.on_item_done(ItemDone(state.item, files, state.urls))
+            self.on_item_done(ItemDone(state.item, sorted(files), state.urls, files))
 
     # ---- frontier --------------------------------------------------------------------------------------------
     def _seen_key(self, p: _Pending) -> str:
@@ -284,7 +285,7 @@ class Crawler:
                 self._log.close()
         if self.progress:
             self.progress(self.stats)
-        return CrawlOutcome(sorted(set(warcs)), self.outcomes, self.stats, interrupted, fatal)
+        return CrawlOutcome(sorted(set(warcs)), self.outcomes, self.stats, interrupted, fatal, self.index)
 
     def _shutdown(self, procs, warcs: list[str]) -> None:
         """Tell every worker to finish its files, and collect them."""
@@ -381,8 +382,10 @@ class Crawler:
         kind = msg[0]
         if kind == "finished":
             warcs.extend(msg[1])
+            self.index.update(msg[1])
         elif kind == "item-files":
             warcs.extend(msg[2])
+            self.index.update(msg[2])
             for index, state in enumerate(self.items):
                 if state.writer == msg[1] and state.finishing:
                     self._item_finished(index, msg[2])

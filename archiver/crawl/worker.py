@@ -89,13 +89,13 @@ class Worker:
                                                info=c.info)
         return w
 
-    def finish_writer(self, key: str | None) -> list[str]:
-        """Close the writer `key` (an item's), returning the files it finished."""
+    def finish_writer(self, key: str | None) -> dict[str, list[tuple]]:
+        """Close the writer `key` (an item's): its finished files, each with its index facts."""
         w = self.writers.pop(key, None)
         if w is None:
-            return []
+            return {}
         w.finish()
-        return [str(p) for p in w.finished]
+        return w.index
 
     def process(self, task: Task) -> FetchResult:
         ex = self.client.fetch(task.url, referer=task.referer)
@@ -172,11 +172,11 @@ class Worker:
                 entry["recorded"] = False
         writer.log(entry)
 
-    def close(self) -> list[str]:
+    def close(self) -> dict[str, list[tuple]]:
         self.client.close()
-        files = []
+        files: dict[str, list[tuple]] = {}
         for key in list(self.writers):
-            files += self.finish_writer(key)
+            files.update(self.finish_writer(key))
         return files
 
 
@@ -232,7 +232,7 @@ def worker_main(config: WorkerConfig, conn, serial, stop_event) -> None:
     except (EOFError, KeyboardInterrupt):
         pass
     finally:
-        files: list[str] = []
+        files: dict[str, list[tuple]] = {}
         if worker is not None:
             try:
                 files = worker.close()

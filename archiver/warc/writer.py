@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -32,6 +33,7 @@ SAMPLE_SIZE = 32 * 1024
 INCOMPRESSIBLE = 0.97  # a sample that level 1 shrinks by less than 3% is stored, not deflated
 
 OPEN_SUFFIX = ".open"
+_MIME_END = re.compile(r"[;\s]")  # cdxj-indexer's rule for the "mime" field
 CRAWL_LOG_URI = "urn:x-archiver:crawl-log"
 
 
@@ -62,6 +64,8 @@ class WarcWriter:
         self._offset = 0
         self._warcinfo_id = ""
         self._log: list[bytes] = []
+        self._entries: list[tuple] = []  # index facts of the current file's response and resource records
+        self.index: dict[str, list[tuple]] = {}  # finished file -> its index facts (see archiver.warc.index)
         self.records = 0
 
     # ---- files -------------------------------------------------------------------------------------------------
@@ -84,6 +88,7 @@ class WarcWriter:
                 continue
         self._offset = 0
         self._log = []
+        self._entries = []
         self._write_warcinfo(name)
 
     def _write_warcinfo(self, name: str) -> None:
@@ -123,6 +128,8 @@ class WarcWriter:
         _fsync_dir(path.parent)
         crash_point("warc-after-rename")
         self.finished.append(path)
+        self.index[str(path)] = self._entries
+        self._entries = []
         self._path = None
         return path
 
@@ -170,6 +177,9 @@ class WarcWriter:
         level = self._level_for(ex)
         self._write_record(header_block(resp_fields), spool.chunks(), spool.size, level)
         ref = RecordRef(self._path.name, offset, self._offset - offset, resp_id)
+        ctype = ex.header("content-type")
+        self._entries.append((uri, ex.date, _MIME_END.split(ctype, 1)[0].strip() if ctype else None,
+                              str(ex.status), ex.payload_digest, ref.length, offset))
         if outlinks:
             lines = [("via", via)] if via else []
             lines += [("outlink", f"{url} {hop} {how}") for url, hop, how in outlinks]
@@ -194,7 +204,11 @@ class WarcWriter:
             ("Content-Type", content_type), ("WARC-Block-Digest", _digest(block)),
             ("WARC-Payload-Digest", _digest(block)), ("Content-Length", len(block)),
         ])
+        offset = self._offset
         self._write_record(head, (block,), len(block))
+        if content_type != "application/warc-fields":  # as cdxj-indexer: warc-fields resources are not indexed
+            self._entries.append((uri, warc_date_of(head), _MIME_END.split(content_type, 1)[0].strip(), None,
+                                  _digest(block), self._offset - offset, offset))
 
     def log(self, entry: dict) -> None:
         """Add a line to the crawl log stored at the end of the current (or next) file."""
@@ -231,6 +245,11 @@ class WarcWriter:
         n += f.write(c.compress(b"\r\n\r\n"))
         n += f.write(c.flush())
         self._offset += n
+
+
+def warc_date_of(head: bytes) -> str:
+    start = head.index(b"WARC-Date: ") + 11
+    return head[start:head.index(b"\r\n", start)].decode("ascii")
 
 
 def _digest(data: bytes) -> str:
