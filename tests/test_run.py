@@ -186,3 +186,30 @@ def test_bad_manifest_names_file_line_and_key(tmp_path):
     assert f"{m}:1" in p.stderr and f"{m}:5" in p.stderr and f"{m}:7" in p.stderr
     assert "delay" in p.stderr  # did you mean
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("crash_at", ["pack-mid-rename", "pack-mid-rename:2", "pack-before-record"])
+def test_sigkill_while_packing_leaves_every_item_in_exactly_one_pack(arxiv_site, tmp_path, crash_at):
+    from archiver.queue.sqlite import SqliteQueue
+    from archiver.warc.megawarc import read_index
+
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site)
+    out = tmp_path / "run"
+    assert run_cmd(manifest, out, "--workers", "2").returncode == 0
+    env = {**os.environ, "ARCHIVER_CRASH_AT": crash_at}
+    proc = subprocess.run([sys.executable, "-m", "archiver", "pack", str(out), "--max-size", "1"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, start_new_session=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    p = archiver("pack", str(out), "--max-size", "1")
+    assert p.returncode == 0, p.stdout + p.stderr
+    packs_dir = out / "packs"
+    indexes = sorted(packs_dir.glob("*.megawarc.json.gz"))
+    names = [e["header_fields"]["name"] for i in indexes for e in read_index(str(i)[:-len(".megawarc.json.gz")])]
+    assert sorted(names) == sorted(p.name for p in finished_warcs(out))  # every WARC in exactly one pack
+    assert not list(packs_dir.glob("*.open"))
+    assert all(Path(str(w)[:-len(".megawarc.warc.gz")] + ".megawarc.json.gz").exists()
+               for w in packs_dir.glob("*.megawarc.warc.gz"))
+    q = SqliteQueue(out / "state.sqlite")
+    assert {pk.name for pk in q.packs()} == {str(i.name)[:-len(".megawarc.json.gz")] for i in indexes}
+    q.close()
+    assert check_files(sorted(packs_dir.glob("*.megawarc.warc.gz"))).ok

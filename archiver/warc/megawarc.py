@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from archiver.errors import ArchiverError, UsageError
+from archiver.faults import crash_point
 
 WARC_SUFFIX = ".megawarc.warc.gz"
 TAR_SUFFIX = ".megawarc.tar"
@@ -235,6 +236,7 @@ class MegawarcWriter:
             f.close()
         for tmp, final in zip(self._open, self.final, strict=True):
             os.replace(tmp, final)
+            crash_point("pack-mid-rename")
         _fsync_dir(self.base.parent)
         return self.final
 
@@ -371,6 +373,7 @@ def pack_run(run_dir: str | os.PathLike[str], prefix: str | os.PathLike[str] | N
     try:
         skipped: list[tuple[str, str]] = []
         recorded = _recorded_files(run, queue)
+        _remove_unfinished_packs(prefix.parent)
         packed = _already_packed(prefix.parent, queue, recorded)
         inputs = []
         for path in sorted(run.rglob("*.warc.gz")):
@@ -401,6 +404,7 @@ def pack_run(run_dir: str | os.PathLike[str], prefix: str | os.PathLike[str] | N
                 serial += 1
             result = _write_pack(Path(f"{prefix}-{stamp}-{serial:04d}"), group, verify, jobs)
             if queue is not None:
+                crash_point("pack-before-record")
                 queue.record_pack(result.name, result.items, [e.arcname for e in result.entries],
                                   info=_pack_info(result))
             packs.append(result)
@@ -426,6 +430,19 @@ def _recorded_files(run: Path, queue: Any) -> dict[str, tuple[str, tuple[str, ..
                 continue  # outside the run directory: not ours to pack
         out[p.as_posix()] = (warc.sha256, tuple(items))
     return out
+
+
+def _remove_unfinished_packs(out_dir: Path) -> None:
+    """A packer killed while renaming leaves `.open` files and pack parts without their index (renamed last):
+    such a pack never finished, its inputs are still unpacked, so its parts go."""
+    if not out_dir.is_dir():
+        return
+    for path in out_dir.glob("*.megawarc.*" + OPEN_SUFFIX):
+        path.unlink(missing_ok=True)
+    for suffix in (WARC_SUFFIX, TAR_SUFFIX):
+        for path in out_dir.glob("*" + suffix):
+            if not Path(os.fspath(path)[:-len(suffix)] + JSON_SUFFIX).exists():
+                path.unlink(missing_ok=True)
 
 
 def _already_packed(out_dir: Path, queue: Any, recorded: dict[str, tuple[str, tuple[str, ...]]]) -> set[str]:
