@@ -161,9 +161,12 @@ def _b32(digest: bytes) -> str:
 def test_a_huge_record_checks_in_bounded_memory(tmp_path: Path, size: int, compress: bool) -> None:
     path = tmp_path / ("big.warc.gz" if compress else "big.warc")
     _big_record_warc(path, size, compress)
-    probe = ("import json, resource, sys\nfrom archiver.warc.check import check_files\n"
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child forked from a big pytest process
+    # would report the parent's size; VmHWM belongs to the new address space only.
+    probe = ("import json, re, sys\nfrom archiver.warc.check import check_files\n"
              "report = check_files([sys.argv[1]]).to_dict()\n"
-             "print(json.dumps([report, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024]))\n")
+             "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) // 1024\n"
+             "print(json.dumps([report, hwm]))\n")
     out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
     report, rss_mib = json.loads(out.stdout)
     assert rss_mib <= 100, f"peak RSS {rss_mib} MiB"
