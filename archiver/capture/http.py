@@ -375,9 +375,16 @@ class _Body:
         return max(0, min(want, self.max_size - self.ex.payload_length))
 
     def read_length(self, reader, length: int) -> None:
-        # read1, not read: read(n) blocks for all n bytes, and if the connection dies meanwhile the bytes it had
-        # already received are lost with the exception; read1 hands over what has arrived, so a cut body is
-        # recorded up to the last byte received.
+        got = self._read_exactly(reader, length)
+        if got < length:
+            raise _Stop("disconnect", f"connection closed after {got} of {length} bytes of body")
+
+    def _read_exactly(self, reader, length: int) -> int:
+        """Read up to `length` body bytes as they arrive; return how many came before the connection closed.
+
+        read1, not read: read(n) blocks for all n bytes, and if the connection dies meanwhile the bytes it had
+        already received are lost with the exception; read1 hands over what has arrived, so a cut body is
+        recorded up to the last byte received."""
         left = length
         while left > 0:
             n = self._room(min(left, READ_BLOCK))
@@ -385,12 +392,13 @@ class _Body:
                 self._limits()
             data = reader.read1(n)
             if not data:
-                raise _Stop("disconnect", f"connection closed after {length - left} of {length} bytes of body")
+                break
             self._raw(data)
             self._entity(data)
             left -= len(data)
             if left and (len(data) >= 65536 or self.max_size is not None):
                 self._limits()
+        return length - left
 
     def read_to_close(self, reader) -> None:
         while True:
@@ -426,19 +434,8 @@ class _Body:
                     self._raw(t)
                     if t in (b"\r\n", b"\n"):
                         return True
-            left = size
-            while left > 0:
-                n = self._room(min(left, READ_BLOCK))
-                if n == 0:
-                    self._limits()
-                data = reader.read1(n)
-                if not data:
-                    raise _Stop("disconnect", f"connection closed inside a chunk after {self.ex.payload_length} bytes")
-                self._raw(data)
-                self._entity(data)
-                left -= len(data)
-                if left or self.max_size is not None:
-                    self._limits()
+            if self._read_exactly(reader, size) < size:
+                raise _Stop("disconnect", f"connection closed inside a chunk after {self.ex.payload_length} bytes")
             crlf = reader.readline(4096)
             self._raw(crlf)
             if crlf not in (b"\r\n", b"\n"):
