@@ -52,7 +52,6 @@ def test_open_store_understands_sqlite_urls_and_plain_paths(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("url, message", [
-    ("redis://localhost:6379/0", "no Redis store yet"),
     ("postgres://db/x", "unknown queue store 'postgres'"),
     ("sqlite://", "sqlite:///relative/path"),
     ("", "needs a file path"),

@@ -22,6 +22,7 @@ COMMANDS = {
     "pack": "pack",
     "check": "check",
     "index": "check",
+    "tracker": "tracker",
 }
 
 

@@ -33,7 +33,8 @@ def open_store(url: str | Path, **options: Any) -> ItemQueue:
     """Open the item store named by `url`.
 
     ``sqlite:///relative/path``, ``sqlite:////absolute/path`` (SQLAlchemy's spelling, so the usual URLs work)
-    or a bare file path open the embedded SQLite store. `options` go to the store: lease, max_attempts, clock.
+    or a bare file path open the embedded SQLite store; ``redis://HOST:PORT/DB[?prefix=KEYPREFIX]`` (or
+    ``rediss://`` for TLS) the Redis store. `options` go to the store: lease, max_attempts, clock (and prefix).
     """
     text = str(url)
     if text.startswith("sqlite://"):
@@ -44,8 +45,13 @@ def open_store(url: str | Path, **options: Any) -> ItemQueue:
     elif "://" in text:
         scheme = text.split("://", 1)[0]
         if scheme in ("redis", "rediss"):
-            raise UsageError(f"{text!r}: this archiver has no Redis store yet; use sqlite:///PATH (the default)")
-        raise UsageError(f"{text!r}: unknown queue store {scheme!r}; use sqlite:///PATH or a file path")
+            try:
+                from archiver.queue.redis import RedisQueue
+            except ModuleNotFoundError as e:
+                raise UsageError(f"{text!r}: the Redis store needs the {e.name!r} package (pip install valkey)") from None
+            return RedisQueue(text, **options)
+        raise UsageError(f"{text!r}: unknown queue store {scheme!r}; use sqlite:///PATH, redis://HOST:PORT/DB "
+                         "or a file path")
     else:
         path = text
     if not path:

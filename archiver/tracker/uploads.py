@@ -1,0 +1,250 @@
+"""The tracker's own upload target: WARCs from workers, checked before they are kept, batched for packing.
+
+Per project, under the uploads directory:
+
+    <slug>/incoming/<random>/<file>    being received (a directory per upload, so the checker sees the real name)
+    <slug>/accepted/<file>             checked and kept; accepted.jsonl says which item and downloader sent it
+    <slug>/ready/<stamp>-<hex>/        a batch cut for packing (by size, or by age on the sweeper's schedule)
+    <slug>/packs/                      megawarcs the default hand-off packs batches into
+
+Archive Team's targets keep anything that gunzips (megawarc checks no more); a bad WARC found at packing time can
+no longer be fetched again by its worker. Here the upload is refused at once with the checker's findings, while
+the worker still holds the item and can grab it again. Every move is a rename on one filesystem, so tracker
+processes sharing the directory never take the same file twice (the megawarc factory's rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from archiver.errors import ArchiverError
+
+log = logging.getLogger(__name__)
+
+FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+WARC_SUFFIXES = (".warc.gz",)  # what the packer takes into a megawarc
+FINDINGS_SHOWN = 10  # error findings quoted in a refusal; the worker can run `archiver check` for the rest
+
+Handoff = Callable[[str, Path], None]
+
+
+class UploadRefused(ArchiverError):
+    """An upload the target will not keep: `status` is the HTTP answer, the message says why."""
+
+    def __init__(self, status: int, error: str, message: str, findings: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.findings = status, error, findings or []
+
+
+@dataclass(frozen=True)
+class Accepted:
+    file: str
+    size: int
+    sha256: str
+    items: tuple[str, ...]
+    already: bool = False  # the same bytes were accepted before (a retried upload)
+
+
+def check_file_name(name: str) -> str:
+    """The file name as kept, or UploadRefused: one plain name, no directories, no dot files, a WARC suffix."""
+    if not FILE_RE.match(name) or ".." in name:
+        raise UploadRefused(400, "bad_file_name", f"{name!r} is not a file name the target keeps: letters, digits, "
+                                                  "'.', '_' and '-', no directories, starting with a letter or digit")
+    if not name.endswith(WARC_SUFFIXES):
+        raise UploadRefused(400, "not_a_warc", f"{name!r} does not end in .warc.gz: the target keeps WARC files "
+                                               "only (zstd WARCs are not read by the checker yet)")
+    return name
+
+
+class UploadTarget:
+    """Receives, checks, keeps and batches the uploads of every project under `root`."""
+
+    def __init__(self, root: str | os.PathLike[str], *, chunk_bytes: int = 10 * 1024**3,
+                 chunk_age: float = 3600.0, handoff: Handoff | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.chunk_bytes = chunk_bytes
+        self.chunk_age = chunk_age
+        self.handoff = handoff if handoff is not None else pack_batch
+        self._record_lock = threading.Lock()
+
+    def _dir(self, slug: str, kind: str) -> Path:
+        path = self.root / slug / kind
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # ---- receiving -----------------------------------------------------------------------------------------
+    def incoming(self, slug: str, file: str) -> Path:
+        """Where an upload of `file` is written while it arrives (a fresh directory of its own)."""
+        spool = self._dir(slug, "incoming") / secrets.token_hex(8)
+        spool.mkdir()
+        return spool / file
+
+    async def receive(self, chunks: AsyncIterator[bytes], path: Path, limit: int) -> int:
+        """Write the body to `path`, refusing it (and deleting what was written) past `limit` bytes."""
+        size = 0
+        try:
+            with open(path, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise UploadRefused(413, "too_large", f"the file is larger than this project's limit of "
+                                                              f"{limit} bytes")
+                    out.write(chunk)  # page-cache writes: short enough to do on the event loop
+        except BaseException:
+            self.discard(path)
+            raise
+        return size
+
+    def discard(self, path: Path) -> None:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+    def accept(self, slug: str, path: Path, items: tuple[str, ...], downloader: str) -> Accepted:
+        """Check a received file and keep it, or refuse it with the checker's findings. Blocking (the check
+        reads the whole file): run it off the event loop."""
+        from archiver.warc.check import check_files
+
+        try:
+            report = check_files([path])
+            if not report.ok:
+                errors = [f"{f.code}: {f.message}" for f in report.all_findings() if f.severity == "error"]
+                raise UploadRefused(422, "warc_rejected", f"{path.name} is not a sound WARC ({report.errors} errors, "
+                                                          "first ones listed); it was not kept", errors[:FINDINGS_SHOWN])
+            size, sha = _digest(path)
+            kept = self._dir(slug, "accepted") / path.name
+            try:
+                os.link(path, kept)  # fails if the name is taken, where a rename would overwrite
+            except FileExistsError:
+                if _digest(kept) == (size, sha):
+                    return Accepted(path.name, size, sha, items, already=True)
+                raise UploadRefused(409, "file_exists", f"a different {path.name} was already accepted for this "
+                                                        "project; name files after their item and time") from None
+            self._record(slug, {"file": path.name, "items": list(items), "downloader": downloader, "size": size,
+                                "sha256": sha, "at": time.time()})
+            return Accepted(path.name, size, sha, items)
+        finally:
+            self.discard(path)
+
+    def _record(self, slug: str, entry: dict) -> None:
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        with self._record_lock:  # one write per line, appended: whole lines even with several processes
+            fd = os.open(self.root / slug / "accepted.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
+    # ---- batching ------------------------------------------------------------------------------------------
+    def cut(self, slug: str, *, force: bool = False, now: float | None = None) -> Path | None:
+        """Move the accepted files into a new batch when they reach `chunk_bytes`, when the oldest has waited
+        `chunk_age` seconds, or when forced. Returns the batch directory, or None when it is not time."""
+        accepted = self.root / slug / "accepted"
+        files = []
+        for entry in os.scandir(accepted) if accepted.is_dir() else ():
+            if entry.is_file() and entry.name.endswith(WARC_SUFFIXES):
+                st = entry.stat()
+                files.append((st.st_mtime, entry.name, st.st_size))
+        if not files:
+            return None
+        now = time.time() if now is None else now
+        oldest = min(m for m, _n, _s in files)
+        if not (force or sum(s for _m, _n, s in files) >= self.chunk_bytes or now - oldest >= self.chunk_age):
+            return None
+        batch = self._dir(slug, "ready") / f"{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}-{secrets.token_hex(4)}"
+        batch.mkdir()
+        moved = 0
+        for _mtime, name, _size in sorted(files):
+            try:
+                os.rename(accepted / name, batch / name)
+                moved += 1
+            except FileNotFoundError:  # another tracker process took it into its own batch
+                pass
+        if not moved:
+            batch.rmdir()
+            return None
+        return batch
+
+    def sweep(self, slugs: list[str], *, force: bool = False) -> list[Path]:
+        """Cut what is due for every project and hand each batch off. A failed hand-off leaves its batch in
+        ready/ (logged) for the next attempt or a person; it never stops the other projects."""
+        done = []
+        for slug in slugs:
+            batches = [p for p in sorted((self.root / slug / "ready").glob("*"))
+                       if p.is_dir() and not p.name.endswith(".handoff")]
+            batch = self.cut(slug, force=force)
+            if batch is not None and batch not in batches:
+                batches.append(batch)
+            for batch in batches:
+                claimed = batch.with_name(batch.name + ".handoff")
+                try:
+                    os.rename(batch, claimed)  # one process hands a batch off
+                except OSError:
+                    continue
+                try:
+                    self.handoff(slug, claimed)
+                    done.append(claimed)
+                except Exception:
+                    log.exception("handing off upload batch %s of %s failed; it stays in ready/", batch.name, slug)
+                    if claimed.exists():
+                        os.rename(claimed, batch)
+        return done
+
+
+def pack_batch(slug: str, batch: Path) -> None:
+    """The default hand-off: pack the batch into megawarcs in <slug>/packs/ (checking every file again), then
+    remove the batch, whose bytes the megawarc now holds. Uploading packs to the Internet Archive is the
+    uploader's job (archiver.upload), which reads <slug>/packs/."""
+    from archiver.warc.megawarc import pack_run
+
+    packs = batch.parent.parent / "packs"
+    packs.mkdir(exist_ok=True)
+    report = pack_run(batch, prefix=packs / slug)
+    packed = {e.arcname for pack in report.packs for e in pack.entries}
+    left = {p.relative_to(batch).as_posix() for p in batch.rglob("*") if p.is_file()} - packed
+    if left:
+        raise ArchiverError(f"packing {batch} left {len(left)} files out of the megawarc ({sorted(left)[:3]}...); "
+                            "the batch is kept")
+    shutil.rmtree(batch)
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+            size += len(block)
+    return size, sha.hexdigest()
+
+
+class Sweeper:
+    """A background thread that sweeps every `interval` seconds until stopped (the tracker app runs one)."""
+
+    def __init__(self, target: UploadTarget, slugs: Callable[[], list[str]], interval: float = 60.0) -> None:
+        self.target, self.slugs, self.interval = target, slugs, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="upload-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.target.sweep(self.slugs())
+            except Exception:  # the store may be briefly unreachable; try again next time
+                log.exception("upload sweep failed")
