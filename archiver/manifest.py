@@ -27,7 +27,7 @@ from archiver.sites.base import Item, SiteOptions
 
 PROJECT_RE = re.compile(r"^[a-z0-9-]+$")
 IDENTIFIER_FIELDS = ("project", "timestamp", "rand8")
-DEFAULT_IDENTIFIER = "{project}-{timestamp}-{rand8}"
+DEFAULT_IDENTIFIER = "archiver_{project}_{timestamp}_{rand8}"  # the megawarc factory's form
 # Internet Archive identifiers: letters, digits, '_', '-', '.'; starting with a letter or digit; at most 100.
 _IA_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _IA_METADATA_KEY = re.compile(r"^[a-z][a-z0-9_-]*$")

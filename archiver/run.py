@@ -68,10 +68,12 @@ class RunReport:
     interrupted: bool = False
     fatal: str | None = None
     elapsed: float = 0.0
+    uploads: list[Any] = field(default_factory=list)  # archiver.upload.runs.RunUploadReport, one per upload pass
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and not self.fatal and not self.failed_now and self.stats.get("failed", 0) == 0
+        return (not self.interrupted and not self.fatal and not self.failed_now and self.stats.get("failed", 0) == 0
+                and all(u.ok for u in self.uploads))
 
 
 class RunLock:
@@ -118,14 +120,28 @@ def clean_leftovers(out_dir: Path, queue: SqliteQueue) -> list[str]:
     return removed
 
 
+@dataclass
+class UploadSettingsForRun:
+    """`archiver run --upload`: where packs go, and who reports their progress."""
+
+    endpoint: str | None = None  # None: the real Internet Archive
+    listener: Any = None  # an archiver.upload UploadListener (progress bars), or None
+
+
 def run_manifest(manifest: Manifest, out_dir: str | Path, *, workers: int | None = None,
                  retry_failed: bool = False, limit: int | None = None, command_line: str = "",
                  progress: Callable[[RunProgress], None] | None = None,
-                 extra: dict[str, Any] | None = None) -> RunReport:
+                 extra: dict[str, Any] | None = None, upload: UploadSettingsForRun | None = None) -> RunReport:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
-        return _Run(manifest, out, workers, retry_failed, limit, command_line, progress, extra or {}).run()
+        run = _Run(manifest, out, workers, retry_failed, limit, command_line, progress, extra or {})
+        run.upload = upload
+        if upload is not None:
+            from archiver.upload.credentials import load_credentials
+
+            load_credentials()  # missing keys fail now, not after hours of grabbing
+        return run.run()
 
 
 class _Run:
@@ -153,6 +169,10 @@ class _Run:
         self.last_heartbeat = time.monotonic()
         self.stopping = False
         self.crawler: Crawler | None = None
+        self.upload: UploadSettingsForRun | None = None
+        self.uploads: list[Any] = []
+        self.unpacked = 0  # bytes of WARCs done since the last upload pass
+        self.upload_error: str | None = None
 
     def run(self) -> RunReport:
         started = time.time()
@@ -182,12 +202,14 @@ class _Run:
                 q.release(claim.token)
             except (ArchiverError, sqlite3.Error):
                 pass  # e.g. a full disk: the claim is requeued when the run starts again
+        if self.upload is not None and not outcome.interrupted and not outcome.fatal and not self.upload_error:
+            self._upload(final=True)
         stats = q.stats()
         report = RunReport(self.manifest.project, str(self.out),
                            {"todo": stats.todo, "claimed": stats.claimed, "done": stats.done,
                             "failed": stats.failed, "bytes": stats.bytes},
-                           self.done_now, self.failed_now, outcome.interrupted or self.stopping, outcome.fatal,
-                           time.time() - started)
+                           self.done_now, self.failed_now, outcome.interrupted or self.stopping,
+                           outcome.fatal or self.upload_error, time.time() - started, self.uploads)
         self._write_report(report)
         q.close()
         return report
@@ -264,10 +286,39 @@ class _Run:
             self.done_now.append(name)
             self.state.done += 1
             self.state.bytes += nbytes
+            self.unpacked += sum(f.size for f in files)
+            if self.upload is not None and self.unpacked >= self._pack_size() and not self.upload_error:
+                self._upload(final=False)
         self.state.in_flight = len(self.claims)
         self.state.last = name
         if self.progress:
             self.progress(self.state)
+
+    def _pack_size(self) -> int:
+        from archiver.upload.runs import DEFAULT_MAX_PACK_SIZE
+
+        return self.manifest.upload.max_pack_size or DEFAULT_MAX_PACK_SIZE
+
+    def _upload(self, final: bool) -> None:
+        """Pack what is done and upload the packs (verified before they count); stop the run if that fails.
+
+        Runs inside the crawl loop: a pack is gigabytes, so this pauses fetching for the length of an upload,
+        which keeps the run single-threaded and its state simple."""
+        from archiver.upload.runs import upload_run
+
+        try:
+            report = upload_run(self.out, self.manifest.upload, self.manifest.project, endpoint=self.upload.endpoint,
+                                final=final, manifest=self.manifest.path, listener=self.upload.listener)
+        except ArchiverError as e:
+            self.upload_error = f"upload failed: {e}"
+        else:
+            self.uploads.append(report)
+            if not report.ok:
+                self.upload_error = "upload failed: " + report.summary().splitlines()[-1]
+        self.unpacked = 0
+        if self.upload_error and self.crawler is not None:
+            self.stopping = True
+            self.crawler.stop_feeding()
 
     def _tick(self) -> None:
         now = time.monotonic()

@@ -51,7 +51,7 @@ def test_a_minimal_manifest_loads_with_canonical_items(tmp_path):
     assert [i.name for i in m.items] == ["2108.07258", "1706.03762", "hep-th/9901001"]
     assert m.items[0].target == "arxiv:2108.07258v2"
     assert m.options == {}
-    assert m.upload.identifier == "{project}-{timestamp}-{rand8}"
+    assert m.upload.identifier == "archiver_{project}_{timestamp}_{rand8}"
     assert m.origins["1706.03762"].endswith("m.yaml:5")
 
 

@@ -213,3 +213,33 @@ def test_sigkill_while_packing_leaves_every_item_in_exactly_one_pack(arxiv_site,
     assert {pk.name for pk in q.packs()} == {str(i.name)[:-len(".megawarc.json.gz")] for i in indexes}
     q.close()
     assert check_files(sorted(packs_dir.glob("*.megawarc.warc.gz"))).ok
+
+
+def test_run_with_upload_packs_uploads_and_verifies_then_sends_nothing_again(arxiv_site, fake_ia, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, items=PAPERS[:2],
+                              extra="upload:\n  collection: test_collection\n  metadata:\n    subject: [arXiv]\n")
+    out = tmp_path / "run"
+    p = run_cmd(manifest, out, "--upload", "--ia-endpoint", fake_ia.url)
+    assert p.returncode == 0, p.stdout + p.stderr
+    identifiers = list(fake_ia.buckets)
+    assert len(identifiers) == 1 and identifiers[0].startswith("archiver_crash-test_")
+    files = {f["name"]: f for f in fake_ia.metadata(identifiers[0])["files"]}
+    assert any(n.endswith(".megawarc.warc.gz") for n in files) and "m.yaml" in files
+    meta = fake_ia.metadata(identifiers[0])["metadata"]
+    assert meta["mediatype"] == "web" and meta["collection"] == "test_collection"
+    puts = len(fake_ia.puts())
+    p = run_cmd(manifest, out, "--upload", "--ia-endpoint", fake_ia.url)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert len(fake_ia.puts()) == puts  # nothing sent twice
+
+
+def test_run_upload_without_credentials_fails_before_grabbing(arxiv_site, tmp_path, monkeypatch):
+    for name in ("IA_ACCESS_KEY", "IA_SECRET_KEY", "IA_ACCESS_KEY_ID", "IA_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IA_CONFIG_FILE", str(tmp_path / "none.ini"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, items=PAPERS[:1])
+    p = run_cmd(manifest, tmp_path / "run", "--upload", "--ia-endpoint", "http://127.0.0.1:9")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "IA_ACCESS_KEY" in p.stderr or "ia configure" in p.stderr
+    assert arxiv_site.requests == []

@@ -23,6 +23,7 @@ COMMANDS = {
     "check": "check",
     "index": "check",
     "tracker": "tracker",
+    "upload": "upload",
 }
 
 

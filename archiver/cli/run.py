@@ -22,6 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="items grabbed in parallel (politeness per host is shared by all of them)")
     p.add_argument("--retry-failed", action="store_true", help="give failed items their tries again")
     p.add_argument("--limit", type=_positive(int), metavar="N", help="claim at most N items in this run")
+    p.add_argument("--upload", action="store_true",
+                   help="pack finished items into megawarcs as they reach upload.max_pack_size and upload each "
+                        "pack to the Internet Archive item the manifest's upload section names (verified)")
+    p.add_argument("--ia-endpoint", metavar="URL",
+                   help="with --upload: send to this S3-compatible endpoint instead (tests, staging); "
+                        "also ARCHIVER_IA_ENDPOINT")
     p.add_argument("--backoff-base", type=_positive(float), metavar="SECONDS", help=argparse.SUPPRESS)
     p.add_argument("--backoff-give-up", type=_positive(float), metavar="SECONDS", help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
@@ -46,9 +52,23 @@ def run(args: argparse.Namespace) -> int:
     if args.backoff_give_up is not None:
         extra["backoff_give_up"] = args.backoff_give_up
     bar = None if args.quiet or not sys.stderr.isatty() else RunBar()
+    upload = None
+    if args.upload:
+        from archiver.run import UploadSettingsForRun
+        from archiver.upload.endpoint import resolve_endpoint
+
+        listener = None
+        if not args.quiet and sys.stderr.isatty():
+            from archiver.cli.upload import Bars
+
+            listener = Bars()
+        upload = UploadSettingsForRun(endpoint=resolve_endpoint(args.ia_endpoint), listener=listener)
+    elif args.ia_endpoint:
+        raise UsageError("--ia-endpoint goes with --upload")
     try:
         report = run_manifest(manifest, out_dir, workers=args.workers, retry_failed=args.retry_failed,
-                              limit=args.limit, command_line=command_line(), progress=bar, extra=extra)
+                              limit=args.limit, command_line=command_line(), progress=bar, extra=extra,
+                              upload=upload)
     finally:
         if bar is not None:
             bar.close()
@@ -58,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
           f"state in {report.out_dir}")
     for name, why in list(report.failed_now.items())[:20]:
         print(f"  FAILED {name}: {why[:300]}")
+    for upload_report in report.uploads:
+        print(upload_report.summary())
     if report.fatal:
         print(f"stopped: {report.fatal}")
     if report.interrupted:
