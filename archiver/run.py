@@ -256,6 +256,7 @@ class _Run:
         crawl_time = time.time() - self.started_at.pop(name, time.time())
         problems: list[str] = []
         if not done.warcs:
+            self._discard_files_of(name)  # e.g. the `.open` file of a crawl worker that died
             problems.append("nothing was captured: " + "; ".join(
                 f"{u.url}: {u.error}" for u in done.urls if u.error)[:500])
         else:

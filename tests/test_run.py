@@ -243,3 +243,23 @@ def test_run_upload_without_credentials_fails_before_grabbing(arxiv_site, tmp_pa
     assert p.returncode == 1, p.stdout + p.stderr
     assert "IA_ACCESS_KEY" in p.stderr or "ia configure" in p.stderr
     assert arxiv_site.requests == []
+
+
+def test_a_crawl_worker_killed_mid_item_costs_a_retry_not_the_run(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, delay=0.05)
+    arxiv_site.set_delay("/pdf/2108.07258v2", 1.0)
+    out = tmp_path / "run"
+    proc = _spawn_run(manifest, out)
+    children: list[int] = []
+    deadline = time.monotonic() + 20
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.1)
+        found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if len(found) >= 2 and any(r.path == "/pdf/2108.07258v2" for r in arxiv_site.requests):
+            children = [int(pid) for pid in found]
+    assert children, "the run's crawl workers never started"
+    os.kill(children[0], signal.SIGKILL)  # one of the two crawl workers dies; the run goes on with the other
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    assert_each_item_done_exactly_once(out)  # the dead worker's item was grabbed again, from the start

@@ -404,6 +404,9 @@ class Crawler:
         return None
 
     def _worker_died(self, worker: int) -> None:
+        """A worker process died (killed, out of memory): what it had in flight fails, and so does everything
+        still queued for items pinned to it — their WARC files died with it (left as `.open`), so those items
+        must be grabbed again from the start rather than finished in another worker's files."""
         for task_id, (p, w) in list(self.tasks.items()):
             if w == worker:
                 del self.tasks[task_id]
@@ -411,6 +414,17 @@ class Crawler:
                 p.attempts += 1
                 self._fail(p, "the crawl worker fetching it died")
         self._outstanding[worker] = 0
+        doomed = {i for i, s in enumerate(self.items) if s.worker == worker}
+        if not doomed:
+            return
+        for state in self.hosts.values():
+            keep = [p for p in state.queue if p.item not in doomed]
+            for p in state.queue:
+                if p.item in doomed:
+                    self.stats.queued -= 1
+                    self._fail(p, "the crawl worker holding its item's WARC died")
+            state.queue.clear()
+            state.queue.extend(keep)
 
     def _on_item_host(self, p: _Pending) -> bool:
         """Is `p` on the host of its item's first seed? Off-host requisites are attempted once (like wget -p)."""

@@ -8,7 +8,9 @@ only fetch, classify, write and extract links.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -188,9 +190,26 @@ def _result(task: Task, ex, *, verdict=None, retryable=False, retry_after=None, 
                        ex.elapsed)
 
 
+def _die_with_parent() -> None:
+    """If the coordinator is killed (SIGKILL, OOM), die too instead of fetching on as an orphan: Linux's
+    PR_SET_PDEATHSIG. What this worker was writing stays `.open`, which nothing counts as finished."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def worker_main(config: WorkerConfig, conn, serial, stop_event) -> None:
     """Entry point of a worker process: serve task batches from `conn` until told to finish (None)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and tells us to finish
+    _die_with_parent()
 
     def next_serial() -> int:
         with serial.get_lock():
