@@ -111,12 +111,14 @@ def clean_leftovers(out_dir: Path, queue: SqliteQueue) -> list[str]:
     finishing an item's files and recording it done; the item is grabbed again)."""
     recorded = set(queue.warc_files())
     removed = []
-    leftovers = list(out_dir.glob("*.open")) + list(out_dir.glob(".archiver-spool-*"))
-    leftovers += [p for p in out_dir.glob("*.warc.gz") if p.name not in recorded]
-    leftovers += [p for p in out_dir.glob("*.warc.gz.cdxj") if p.name[:-5] not in recorded]
-    for path in leftovers:
-        path.unlink(missing_ok=True)
-        removed.append(path.name)
+    with os.scandir(out_dir) as entries:  # one pass: a big run directory holds a hundred thousand files
+        for entry in entries:
+            name = entry.name
+            if (name.endswith(".open") or name.startswith(".archiver-spool-")
+                    or (name.endswith(".warc.gz") and name not in recorded)
+                    or (name.endswith(".warc.gz.cdxj") and name[:-5] not in recorded)):
+                os.unlink(entry.path)
+                removed.append(name)
     return removed
 
 
@@ -179,7 +181,7 @@ class _Run:
         q = self.queue
         clean_leftovers(self.out, q)
         q.requeue_claims(None, reason="the run holding it stopped before finishing it")
-        q.add(item.name for item in self.manifest.items)
+        self._add_items()
         if self.retry_failed:
             q.reset_failed()
         stats = q.stats()
@@ -213,6 +215,20 @@ class _Run:
         self._write_report(report)
         q.close()
         return report
+
+    def _add_items(self) -> None:
+        """Put the manifest's items in the queue, unless this very list is already there (resuming a run of
+        100,000 items should not cost a 100,000-row insert to start fetching again)."""
+        names = [item.name for item in self.manifest.items]
+        digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+        marker = self.out / ".items.sha256"
+        try:
+            if marker.read_text().strip() == digest:
+                return
+        except OSError:
+            pass
+        self.queue.add(names)
+        marker.write_text(digest + "\n")
 
     # ---- signals -----------------------------------------------------------------------------------------
     def _first_interrupt(self, signum, frame) -> None:
@@ -352,7 +368,11 @@ class _Run:
     def _write_report(self, report: RunReport) -> None:
         q = self.queue
         items = {}
-        for rec in q.items():
+        # failed items, and those this run touched: a report of every item of a 100,000-item run would cost
+        # seconds at every exit (`archiver status` and the queue hold the rest)
+        touched = set(self.done_now) | set(self.failed_now)
+        wanted = [r for r in q.items("failed")] + [q.get(name) for name in touched if name not in self.failed_now]
+        for rec in wanted:
             entry: dict[str, Any] = {"state": str(rec.state), "attempts": rec.attempts}
             if rec.last_error:
                 entry["last_error"] = rec.last_error

@@ -33,9 +33,13 @@ def finished_warcs(out: Path) -> list[Path]:
 
 
 def assert_each_item_done_exactly_once(out: Path, items=PAPERS):
-    report = json.loads((out / "report.json").read_text())
-    assert {name for name, e in report["items"].items() if e["state"] == "done"} == set(items)
-    recorded = {w["name"] for e in report["items"].values() for w in e.get("warcs", [])}
+    from archiver.queue.sqlite import SqliteQueue
+
+    q = SqliteQueue(out / "state.sqlite")
+    records_ = list(q.items())
+    q.close()
+    assert {r.name for r in records_ if str(r.state) == "done"} == set(items)
+    recorded = {w.name for r in records_ if r.outcome for w in r.outcome.warcs}
     present = {p.name for p in finished_warcs(out)}
     assert present == recorded, "a finished WARC that no done item records (or the reverse)"
     assert not list(out.glob("*.open"))
