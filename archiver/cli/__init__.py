@@ -24,6 +24,7 @@ COMMANDS = {
     "index": "check",
     "tracker": "tracker",
     "upload": "upload",
+    "worker": "worker",
 }
 
 

@@ -1,5 +1,7 @@
 """What the tracker answers: Archive Team's seesaw protocol (request, done, upload, release) plus heartbeat and
-fail, as plain synchronous calls over the store. archiver.tracker.app puts HTTP around them.
+fail, as plain synchronous calls over the store. archiver.tracker.app puts HTTP around them. The two calls every
+worker makes per item also come as coroutines (`request_async`, `done_async`) for a store that has an event-loop
+client (Redis): the same checks and answers around the store's one-step `handout` and `finish`.
 
 Wire compatibility (see /work/shared/reference/archiveteam-distributed.md §1–2):
 
@@ -18,6 +20,7 @@ worker sends them), else 409 and nothing changes; "queue empty" (404 no_items) a
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import threading
@@ -28,9 +31,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from archiver.errors import ArchiverError
-from archiver.queue import Claim, ItemOutcome, ItemQueue, ItemState, NotClaimant, UnknownItem
+from archiver.queue import Claim, ItemQueue, NotClaimant, UnknownItem
 from archiver.tracker.projects import Project
-from archiver.tracker.state import TrackerState
+from archiver.tracker.state import MAX_BYTES, ClaimProblem, Finished, Handout, TrackerState, check_claims
 
 NICK_RE = re.compile(r"^[-_a-zA-Z0-9]{3,30}$")  # seesaw's own rule for downloader names
 MAX_MULTI = 100  # items per request; Archive Team pipelines ask for up to a few dozen
@@ -81,6 +84,7 @@ class Tracker:
         self.clock = clock
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
+        self._refreshing: dict[str, asyncio.Future[tuple[Project, ItemQueue]]] = {}  # project_async's reads
 
     def close(self) -> None:
         with self._lock:
@@ -93,14 +97,50 @@ class Tracker:
     def project(self, slug: str) -> tuple[Project, ItemQueue]:
         """The project and its queue; 404 unknown_project when there is none. Read through a short cache so a
         request does not cost a store round trip for the settings."""
-        with self._lock:
-            cached = self._cache.get(slug)
-            if cached is not None and time.monotonic() - cached.read < PROJECT_CACHE_SECONDS:
-                return cached.project, cached.queue
+        cached = self._cached(slug)
+        if cached is not None:
+            return cached
         project = self.state.project(slug)
         if project is None:
             raise Refusal(404, "unknown_project", f"there is no project {slug!r} on this tracker")
         return self._remember(project), self._cache[slug].queue
+
+    async def project_async(self, slug: str) -> tuple[Project, ItemQueue]:
+        """project() from the event loop. A cached project past PROJECT_CACHE_SECONDS is still answered while one
+        read in a thread refreshes it: at thousands of calls a second, every call that found it stale would
+        otherwise read the store (and take a thread) at once. A project not cached yet is read once for all
+        the calls that ask meanwhile."""
+        with self._lock:
+            cached = self._cache.get(slug)
+        if cached is None:
+            return await asyncio.shield(self._refresh(slug))
+        if time.monotonic() - cached.read >= PROJECT_CACHE_SECONDS:
+            self._refresh(slug)
+        return cached.project, cached.queue
+
+    def _refresh(self, slug: str) -> asyncio.Future[tuple[Project, ItemQueue]]:
+        loop = asyncio.get_running_loop()
+        running = self._refreshing.get(slug)
+        if running is not None and not running.done() and running.get_loop() is loop:
+            return running
+        task = loop.create_task(asyncio.to_thread(self.project, slug))
+        self._refreshing[slug] = task
+
+        def finished(t: asyncio.Task) -> None:
+            if self._refreshing.get(slug) is t:
+                del self._refreshing[slug]
+            if not t.cancelled():
+                t.exception()  # a refresh nobody waits for may fail (store down): the next call tries again
+
+        task.add_done_callback(finished)
+        return task
+
+    def _cached(self, slug: str) -> tuple[Project, ItemQueue] | None:
+        with self._lock:
+            cached = self._cache.get(slug)
+            if cached is not None and time.monotonic() - cached.read < PROJECT_CACHE_SECONDS:
+                return cached.project, cached.queue
+        return None
 
     def _remember(self, project: Project) -> Project:
         with self._lock:
@@ -122,16 +162,33 @@ class Tracker:
     def request(self, slug: str, caller: Caller, n: int = 1) -> dict[str, Any]:
         """Claim up to `n` items for the caller. The answer's item_name joins several names with NUL."""
         project, queue = self.project(slug)
+        self._check_request(project, caller, n)
+        handout = self.state.handout(project, queue, caller.downloader, caller.ip, n, self.clock())
+        return self._handed(project, caller, handout)
+
+    async def request_async(self, slug: str, caller: Caller, n: int = 1) -> dict[str, Any]:
+        """request() on the event loop, for a store with an event-loop client (`state.aio`)."""
+        if self.state.aio is None:
+            raise TypeError("this tracker's store has no event-loop client: call request() in a thread")
+        project, queue = await self.project_async(slug)
+        self._check_request(project, caller, n)
+        handout = await self.state.aio.handout(project, queue, caller.downloader, caller.ip, n, self.clock())
+        return self._handed(project, caller, handout)
+
+    def _check_request(self, project: Project, caller: Caller, n: int) -> None:
         _check_nick(caller.downloader)
         if not 1 <= n <= MAX_MULTI:
             raise Refusal(400, "bad_multi", f"multi={n}: ask for 1 to {MAX_MULTI} items at once")
         if project.paused:
-            raise Refusal(404, "project_paused", f"{slug} is paused: no items are handed out for now",
+            raise Refusal(404, "project_paused", f"{project.slug} is paused: no items are handed out for now",
                           PAUSED_RETRY_AFTER)
         why = project.version_too_old(caller.version)
         if why:
             raise Refusal(455, "version_too_old", why + "; update the pipeline (restart the warrior)")
-        admission = self.state.admit(project, caller.downloader, caller.ip, n, self.clock())
+
+    def _handed(self, project: Project, caller: Caller, handout: Handout) -> dict[str, Any]:
+        """The answer to a request, or the refusal its admission or an empty queue calls for."""
+        slug, admission, claims = project.slug, handout.admission, handout.claims
         if admission.refused == "blocked":
             raise Refusal(403, "blocked", f"{caller.downloader} (or this address) may not work on {slug}")
         if admission.refused == "budget":
@@ -141,41 +198,49 @@ class Tracker:
         if admission.refused == "rate":
             raise Refusal(429, "rate_limited", f"{slug} hands out {project.rate_limit:g} items per minute; ask "
                           "again after Retry-After seconds", admission.retry_after)
-        claims = queue.claim(caller.downloader, n=admission.granted, lease=project.lease)
-        if len(claims) < admission.granted:
-            self.state.refund(project, admission.granted - len(claims))
         if not claims:
-            stats = queue.stats()
-            raise Refusal(404, "no_items", f"no items left to hand out in {slug} ({stats.claimed} are claimed "
-                          "and come back if their leases end)", EMPTY_RETRY_AFTER, todo=0, claimed=stats.claimed)
-        if project.budget > 0:
-            self.state.hold(slug, caller.downloader, {c.item: c.lease_expires for c in claims})
+            raise Refusal(404, "no_items", f"no items left to hand out in {slug} ({handout.claimed} are claimed "
+                          "and come back if their leases end)", EMPTY_RETRY_AFTER, todo=0, claimed=handout.claimed)
         return {**project.extra, "item_name": "\0".join(c.item for c in claims),
                 "claim_tokens": [c.token for c in claims], "attempts": [c.attempts for c in claims],
                 "lease_seconds": project.lease, "lease_expires": min(c.lease_expires for c in claims)}
 
     def done(self, slug: str, caller: Caller, item: str, domain_bytes: Mapping[str, int],
              extra: Mapping[str, Any] | None = None) -> None:
-        """Finish the caller's items (NUL-joined). A repeat by the same claimant is accepted and changes nothing."""
+        """Finish the caller's items (NUL-joined). A repeat by the same claimant is accepted and changes nothing.
+        A problem with any of the items (not the caller's, unknown) finishes none of them."""
         project, queue = self.project(slug)
+        names, shares, outcome = self._check_done(caller, item, domain_bytes, extra)
+        finished = self.state.finish(project, queue, caller.downloader, caller.tokens, names, shares, outcome,
+                                     domain_bytes, caller.version, self.clock())
+        self._finished(slug, caller, finished)
+
+    async def done_async(self, slug: str, caller: Caller, item: str, domain_bytes: Mapping[str, int],
+                         extra: Mapping[str, Any] | None = None) -> None:
+        """done() on the event loop, for a store with an event-loop client (`state.aio`)."""
+        if self.state.aio is None:
+            raise TypeError("this tracker's store has no event-loop client: call done() in a thread")
+        project, queue = await self.project_async(slug)
+        names, shares, outcome = self._check_done(caller, item, domain_bytes, extra)
+        finished = await self.state.aio.finish(project, queue, caller.downloader, caller.tokens, names, shares,
+                                               outcome, domain_bytes, caller.version, self.clock())
+        self._finished(slug, caller, finished)
+
+    def _check_done(self, caller: Caller, item: str, domain_bytes: Mapping[str, int],
+                    extra: Mapping[str, Any] | None) -> tuple[list[str], list[int], dict[str, Any]]:
+        """The names, each one's share of the bytes, and what is kept with each item."""
         names = _names(item)
-        current = self._claims(slug, queue, caller, names, allow_done=True)
+        self._check_caller(caller, names)
         total = sum(domain_bytes.values())
-        finished = []
-        for i, (name, claim) in enumerate(zip(names, current, strict=True)):
-            if claim is None:
-                continue  # already done by this caller
-            share = total // len(names) + (1 if i < total % len(names) else 0)  # the batch's bytes, spread out
-            outcome = ItemOutcome(bytes=share, extra={"bytes": dict(domain_bytes), "batch": len(names),
-                                                      **(extra or {})})
-            self._apply(lambda c=claim, o=outcome: queue.done(c.token, o), name)
-            finished.append(name)
-        if finished:
-            if project.budget > 0:
-                self.state.let_go(slug, caller.downloader, finished)
-            share_of = len(finished) / len(names)
-            self.state.record_done(slug, caller.downloader, len(finished),
-                                   {k: round(v * share_of) for k, v in domain_bytes.items()})
+        if total > MAX_BYTES or any(not isinstance(v, int) or v < 0 for v in domain_bytes.values()):
+            raise Refusal(400, "bad_bytes", f"bytes are whole numbers from 0, at most {MAX_BYTES} in all")
+        shares = [total // len(names) + (1 if i < total % len(names) else 0)  # the batch's bytes, spread out
+                  for i in range(len(names))]
+        return names, shares, {"bytes": dict(domain_bytes), "batch": len(names), **(extra or {})}
+
+    def _finished(self, slug: str, caller: Caller, finished: Finished) -> None:
+        if finished.problem is not None:
+            raise _problem_refusal(slug, caller, finished.problem)
 
     def release(self, slug: str, caller: Caller, item: str) -> None:
         project, queue = self.project(slug)
@@ -263,31 +328,34 @@ class Tracker:
                 allow_done: bool = False) -> list[Claim | None]:
         """The current claim on each name, checked to be the caller's (by token when it sent tokens, else by
         nick). With `allow_done`, an item the caller already finished gives None instead of a refusal."""
+        self._check_caller(caller, names)
+        current = check_claims(queue, caller.downloader, caller.tokens, names, allow_done)
+        if isinstance(current, ClaimProblem):
+            raise _problem_refusal(slug, caller, current)
+        return current
+
+    @staticmethod
+    def _check_caller(caller: Caller, names: list[str]) -> None:
         _check_nick(caller.downloader)
         if caller.tokens and len(caller.tokens) != len(names):
             raise Refusal(400, "bad_tokens", f"{len(caller.tokens)} claim tokens for {len(names)} items")
-        out: list[Claim | None] = []
-        for i, name in enumerate(names):
-            claim = self._claim_of(queue, slug, name)
-            if claim is None:
-                record = queue.get(name)
-                if allow_done and record.state == ItemState.DONE and record.claimant == caller.downloader:
-                    out.append(None)
-                    continue
-                raise Refusal(409, "not_claimed", f"{name} is {record.state}, not claimed by {caller.downloader}"
-                              + (" (its lease ended and it went back to the queue)" if record.state == "todo"
-                                 else ""), state=record.state.value)
-            if claim.claimant != caller.downloader or (caller.tokens and caller.tokens[i] != claim.token):
-                raise Refusal(409, "not_claimant", f"{name} is claimed by another downloader or under another "
-                              "claim (was your lease over and the item handed out again?)")
-            out.append(claim)
-        return out
 
     def _apply(self, call: Callable[[], Any], name: str) -> Any:
         try:
             return call()
         except NotClaimant as e:  # lost a race with another request on the same claim
             raise Refusal(409, "not_claimant", f"{name}: {e}") from None
+
+
+def _problem_refusal(slug: str, caller: Caller, problem: ClaimProblem) -> Refusal:
+    name, state = problem.name, problem.state
+    if problem.error == "unknown_item":
+        return Refusal(409, "unknown_item", f"{name!r} is not an item of {slug}")
+    if problem.error == "not_claimed":
+        return Refusal(409, "not_claimed", f"{name} is {state}, not claimed by {caller.downloader}"
+                       + (" (its lease ended and it went back to the queue)" if state == "todo" else ""), state=state)
+    return Refusal(409, "not_claimant", f"{name} is claimed by another downloader or under another claim (was your "
+                   "lease over and the item handed out again?)")
 
 
 def _check_nick(downloader: str) -> None:

@@ -7,10 +7,11 @@ processes on one machine (uvicorn --workers) see one consistent state.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from archiver.queue import ItemQueue, QueueError
@@ -24,7 +25,17 @@ from archiver.tracker.budgets import (
     rate_interval,
 )
 from archiver.tracker.projects import Project
-from archiver.tracker.state import DoneTally, TrackerState
+from archiver.tracker.state import (
+    ACTIVE_KEPT,
+    NAMES_KEPT,
+    RATE_KEPT,
+    RECENT_KEPT,
+    Activity,
+    Completion,
+    DoneTally,
+    TrackerState,
+    rate_bucket,
+)
 
 STATE_FILE = "tracker.sqlite"
 QUEUES_DIR = "queues"
@@ -43,6 +54,14 @@ CREATE TABLE IF NOT EXISTS done_by (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS done_domains (
     slug TEXT NOT NULL, domain TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (slug, domain)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS done_recent (id INTEGER PRIMARY KEY, slug TEXT NOT NULL, entry TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS done_recent_slug ON done_recent (slug, id);
+CREATE TABLE IF NOT EXISTS done_active (
+    slug TEXT NOT NULL, downloader TEXT NOT NULL, at REAL NOT NULL, version TEXT, PRIMARY KEY (slug, downloader)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS done_rate (
+    slug TEXT NOT NULL, bucket INTEGER NOT NULL, items INTEGER NOT NULL, PRIMARY KEY (slug, bucket)
 ) WITHOUT ROWID;
 """
 
@@ -106,6 +125,11 @@ class SqliteState(TrackerState):
     # ---- admission -----------------------------------------------------------------------------------------
     def admit(self, project: Project, downloader: str, ip: str, n: int, now: float) -> Admission:
         slug = project.slug
+        if project.budget <= 0 and not rate_interval(project.rate_limit):
+            # Nothing to charge: the block list is all there is to read, and a read needs no write lock.
+            if self._read("SELECT 1 FROM blocks WHERE slug = ? AND who IN (?, ?)", (slug, downloader, ip)):
+                return Admission(refused="blocked")
+            return Admission(granted=n)
         with self._write() as db:
             if db.execute("SELECT 1 FROM blocks WHERE slug = ? AND who IN (?, ?)", (slug, downloader, ip)).fetchone():
                 return Admission(refused="blocked")
@@ -164,16 +188,39 @@ class SqliteState(TrackerState):
         return [w for (w,) in self._read("SELECT who FROM blocks WHERE slug = ? ORDER BY who", (slug,))]
 
     # ---- tallies -------------------------------------------------------------------------------------------
-    def record_done(self, slug: str, downloader: str, items: int, domain_bytes: Mapping[str, int]) -> None:
+    def record_done(self, slug: str, downloader: str, names: Sequence[str], domain_bytes: Mapping[str, int],
+                    version: str | None, now: float) -> None:
+        total = sum(domain_bytes.values())
+        entry = json.dumps({"at": now, "downloader": downloader, "items": len(names),
+                            "names": list(names[:NAMES_KEPT]), "bytes": total, "version": version or None})
+        bucket = rate_bucket(now)
         with self._write() as db:
             db.execute("INSERT INTO done_by (slug, downloader, items, bytes) VALUES (?, ?, ?, ?) "
                        "ON CONFLICT (slug, downloader) DO UPDATE SET items = items + excluded.items, "
-                       "bytes = bytes + excluded.bytes", (slug, downloader, items, sum(domain_bytes.values())))
+                       "bytes = bytes + excluded.bytes", (slug, downloader, len(names), total))
             db.executemany("INSERT INTO done_domains (slug, domain, bytes) VALUES (?, ?, ?) "
                            "ON CONFLICT (slug, domain) DO UPDATE SET bytes = bytes + excluded.bytes",
                            [(slug, domain, n) for domain, n in domain_bytes.items()])
+            # The dashboard's records, each kept bounded as it is written: no sweeper needed.
+            db.execute("INSERT INTO done_recent (slug, entry) VALUES (?, ?)", (slug, entry))
+            db.execute("DELETE FROM done_recent WHERE slug = ? AND id <= (SELECT id FROM done_recent WHERE slug = ? "
+                       "ORDER BY id DESC LIMIT 1 OFFSET ?)", (slug, slug, RECENT_KEPT))
+            db.execute("INSERT OR REPLACE INTO done_active (slug, downloader, at, version) VALUES (?, ?, ?, ?)",
+                       (slug, downloader, now, version or None))
+            db.execute("INSERT INTO done_rate (slug, bucket, items) VALUES (?, ?, ?) ON CONFLICT (slug, bucket) "
+                       "DO UPDATE SET items = items + excluded.items", (slug, bucket, len(names)))
+            db.execute("DELETE FROM done_rate WHERE slug = ? AND bucket < ?", (slug, bucket - RATE_KEPT))
 
     def tally(self, slug: str) -> DoneTally:
         rows = self._read("SELECT downloader, items, bytes FROM done_by WHERE slug = ?", (slug,))
         domains = self._read("SELECT domain, bytes FROM done_domains WHERE slug = ?", (slug,))
         return DoneTally({d: i for d, i, _b in rows}, {d: b for d, _i, b in rows}, dict(domains))
+
+    def activity(self, slug: str, now: float) -> Activity:
+        recent = self._read("SELECT entry FROM done_recent WHERE slug = ? ORDER BY id DESC LIMIT ?", (slug, RECENT_KEPT))
+        active = self._read("SELECT downloader, at, version FROM done_active WHERE slug = ? AND at > ?",
+                            (slug, now - ACTIVE_KEPT))
+        buckets = self._read("SELECT bucket, items FROM done_rate WHERE slug = ? AND bucket >= ?",
+                             (slug, rate_bucket(now) - RATE_KEPT))
+        return Activity(tuple(Completion.from_mapping(json.loads(e)) for (e,) in recent),
+                        {d: (at, v) for d, at, v in active}, dict(buckets))

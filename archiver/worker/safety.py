@@ -1,0 +1,109 @@
+"""What a tracker can and cannot make a volunteer's worker do.
+
+A tracker is a server somebody else runs, and every answer it gives is input. It chooses *which items* a worker
+grabs; it must not choose *what the worker fetches* or *where the worker sends things*:
+
+- Fetching: the site module derives every URL from an item name, and the name must be one the module accepts
+  exactly as written (its canonical form). A name the module would merely interpret (a URL, `arxiv:IDvN`) is
+  refused. The generic site module's item names are URLs, so a generic project needs the volunteer's own
+  `--site generic`; a tracker-chosen base_url (a mirror, a test site) needs `--allow-base-url`.
+- Sending: files and claim tokens go only to the tracker's own origin (scheme, host and port), whatever upload
+  target it names; the credentials it writes into that URL are dropped, the worker sends its own.
+- Naming: the nick follows Archive Team's rule, so it is safe in leaderboards, logs and file names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from archiver.errors import ArchiverError, UsageError
+from archiver.sites import get_site, site_names
+from archiver.sites.base import Item, Site, SiteOptions
+from archiver.worker.errors import UPDATE_HINT, UploadRefused, WorkerError
+
+NICK_RE = re.compile(r"^[-_a-zA-Z0-9]{3,30}$")  # Archive Team's rule for downloader names (seesaw, trackers)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def validate_nick(nick: str) -> str:
+    if not isinstance(nick, str) or not NICK_RE.fullmatch(nick):  # fullmatch: `$` lets "jane\n" through
+        raise UsageError(f"--nick {nick!r} is not a downloader name: 3 to 30 letters, digits, '-' or '_' (Archive "
+                         "Team's rule, so the tracker's leaderboard can show it), e.g. --nick jane_doe")
+    return nick
+
+
+# ---- where the worker sends things ---------------------------------------------------------------------------
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL; None for anything else."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme]
+
+
+def redact(url: str) -> str:
+    """A URL without its user-info: an upload target carries claim tokens there."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
+
+
+def check_upload_target(target: Any, tracker_base: str, item: str) -> str:
+    """The upload target as the worker will use it (no user-info), or UploadRefused when it is anywhere but the
+    tracker's own origin: a tracker must not make volunteers send captures, or claim tokens, to a third party."""
+    if not isinstance(target, str) or not target:
+        raise UploadRefused(f"the tracker named no upload target for {item} (answer {str(target)[:100]!r})")
+    if origin(target) is None or origin(target) != origin(tracker_base) or not urlsplit(target).path.endswith("/"):
+        raise UploadRefused(f"the tracker named {redact(target)[:200]!r} as the upload target of {item}; this worker "
+                            f"uploads only to the tracker itself ({tracker_base}), to a URL ending in '/', so "
+                            "nothing was sent", error="foreign_target")
+    return redact(target)
+
+
+# ---- what the worker fetches ---------------------------------------------------------------------------------
+def choose_site(extra: Mapping[str, Any], slug: str, *, expected: str | None, allow_base_url: bool,
+                delay: float | None) -> tuple[str, SiteOptions, Site]:
+    """The site module a project's items are grabbed with, and from where: the tracker says (its answers' `site`
+    and `base_url` keys), the volunteer allows. WorkerError says what the volunteer would have to allow."""
+    site = extra.get("site", expected)
+    if site is None:
+        raise WorkerError(f"the tracker does not say which site module grabs the items of {slug} (a 'site' key in "
+                          "its answers, from the project's extra settings); pass --site NAME if the project's "
+                          "admins told you which")
+    if not isinstance(site, str) or site not in site_names():
+        raise WorkerError(f"the tracker says {slug} is grabbed with site module {site!r}, which this archiver does "
+                          f"not have (it has {', '.join(site_names())}); {UPDATE_HINT}")
+    if expected and site != expected:
+        raise WorkerError(f"the tracker says {slug} is grabbed with site module {site!r}, but you asked for --site "
+                          f"{expected}; check the --tracker URL")
+    if site == "generic" and expected != "generic":
+        raise WorkerError(f"{slug} uses the generic site module, whose item names are URLs: the tracker would choose "
+                          "every address this worker fetches. Pass --site generic if you trust it with that")
+    base_url = extra.get("base_url")
+    if base_url is not None and not allow_base_url:
+        raise WorkerError(f"the tracker asks this worker to fetch {site} items from {base_url!r} instead of the "
+                          "site's own address (meant for tests and mirrors); pass --allow-base-url if you trust "
+                          "this tracker to choose where you fetch from")
+    if base_url is not None and not isinstance(base_url, str):
+        raise WorkerError(f"the tracker's base_url for {slug} is not a URL: {base_url!r}")
+    options = SiteOptions(base_url=base_url, delay=delay)
+    try:
+        return site, options, get_site(site, options)
+    except UsageError as e:
+        raise WorkerError(f"the tracker's settings for {slug} cannot be used: {e}") from None
+
+
+def item_from_name(site: Site, name: str) -> Item:
+    """The item for a name the tracker handed out, or ArchiverError (or ValueError) when the site module does not
+    accept it exactly as written."""
+    item = site.parse_target(name)
+    if item.name != name:
+        raise ArchiverError(f"the {site.name} module reads it as {item.name!r}, and a tracker hands out names "
+                            "exactly as the site module writes them")
+    return item
