@@ -232,6 +232,17 @@ def test_blocked_nicks_and_addresses_get_403(tracker):
     assert tracker.request(slug, "mallory").status_code == 200
 
 
+def test_a_nick_with_a_trailing_newline_is_refused(tracker):
+    slug = tracker.project(PAPERS)
+    assert tracker.request(slug, "jane\n").status_code == 400
+    assert tracker.request(slug, "jane").status_code == 200
+
+
+def test_every_answer_names_the_site_module_the_worker_must_validate_names_with(tracker):
+    slug = tracker.project(PAPERS)
+    assert tracker.request(slug, "alice").json()["site"] == "arxiv"
+
+
 def test_a_paused_project_hands_out_nothing_but_takes_work_back(tracker):
     slug = tracker.project(PAPERS)
     item = tracker.claim(slug)["item_name"]

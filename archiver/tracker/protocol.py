@@ -201,7 +201,8 @@ class Tracker:
         if not claims:
             raise Refusal(404, "no_items", f"no items left to hand out in {slug} ({handout.claimed} are claimed "
                           "and come back if their leases end)", EMPTY_RETRY_AFTER, todo=0, claimed=handout.claimed)
-        return {**project.extra, "item_name": "\0".join(c.item for c in claims),
+        # the site module goes with every answer: a worker validates each name with it before fetching anything
+        return {"site": project.site, **project.extra, "item_name": "\0".join(c.item for c in claims),
                 "claim_tokens": [c.token for c in claims], "attempts": [c.attempts for c in claims],
                 "lease_seconds": project.lease, "lease_expires": min(c.lease_expires for c in claims)}
 
@@ -359,7 +360,7 @@ def _problem_refusal(slug: str, caller: Caller, problem: ClaimProblem) -> Refusa
 
 
 def _check_nick(downloader: str) -> None:
-    if not isinstance(downloader, str) or not NICK_RE.match(downloader):
+    if not isinstance(downloader, str) or not NICK_RE.fullmatch(downloader):  # fullmatch: `$` lets "jane\n" in
         raise Refusal(400, "bad_downloader", f"{downloader!r} is not a downloader name: 3 to 30 letters, digits, "
                                              "'-' or '_' (seesaw's rule)")
 
