@@ -68,8 +68,9 @@ class HostState:
         return wait
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when absent or unreadable.
+    Shared by the crawler (servers we grab) and the volunteer worker (the tracker)."""
     if not value:
         return None
     value = value.strip()
@@ -77,8 +78,8 @@ def parse_retry_after(value: str | None) -> float | None:
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
+    if when is None or when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -21,7 +21,6 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -29,6 +28,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 
 from archiver import PROJECT_URL, __version__
+from archiver.crawl.politeness import parse_retry_after
 from archiver.errors import UsageError
 from archiver.worker.errors import UPDATE_HINT, TrackerError, TrackerRefused, UploadRefused, VersionTooOld
 from archiver.worker.safety import check_upload_target, origin, validate_nick
@@ -81,22 +81,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def retryable(status: int) -> bool:
