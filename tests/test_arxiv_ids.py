@@ -1,4 +1,8 @@
-"""arXiv id parsing: every accepted shape, and every rule an invalid id can break, with the reason shown."""
+"""arXiv id parsing: every accepted shape, and every rule an invalid id can break, with the reason shown.
+
+The arxiv.org URLs here are data (parsed, validated, written into records), never contacted: tests that
+fetch use the local fixture servers on 127.0.0.1.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Manifests: every problem named by file, line and key, all at once; the shipped manifests are valid."""
+"""Manifests: every problem named by file, line and key, all at once; the shipped manifests are valid.
+
+The arxiv.org URLs here are data (parsed, validated, written into records), never contacted: tests that
+fetch use the local fixture servers on 127.0.0.1.
+"""
 
 from __future__ import annotations
 

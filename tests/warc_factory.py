@@ -5,6 +5,10 @@ exactly: a wrong Content-Length, bare LF, a flipped bit in a gzip CRC, a chunked
 
     recs = capture("https://arxiv.org/abs/2108.07258", body=b"<html>...")   # [response, request]
     path = write_warc(tmp_path / "x.warc.gz", [warcinfo(), *recs])
+
+
+The arxiv.org URLs here are data (parsed, validated, written into records), never contacted: tests that
+fetch use the local fixture servers on 127.0.0.1.
 """
 
 from __future__ import annotations
