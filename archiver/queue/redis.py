@@ -226,6 +226,18 @@ def _check_lease(seconds: float, asked: object) -> float:
     return seconds
 
 
+@contextlib.contextmanager
+def redis_errors(where: str, what: str) -> Iterator[None]:
+    """Turn the client's exceptions into a QueueError that says where Redis was and what to check."""
+    try:
+        yield
+    except (ValkeyConnectionError, ValkeyTimeoutError) as e:
+        raise QueueError(f"cannot reach Redis at {where}: {e} (is redis-server running there, and is "
+                         "the URL redis://HOST:PORT/DB right?)") from None
+    except ValkeyError as e:
+        raise QueueError(f"Redis at {where} refused a {what} operation: {e}") from None
+
+
 class RedisQueue(ItemQueue):
     """ItemQueue on one Redis. Instances are cheap; each holds a connection pool safe across threads and forks."""
 
@@ -271,15 +283,8 @@ class RedisQueue(ItemQueue):
     def _key(self, suffix: str) -> str:
         return self.prefix + suffix
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except (ValkeyConnectionError, ValkeyTimeoutError) as e:
-            raise QueueError(f"cannot reach Redis at {self.where}: {e} (is redis-server running there, and is "
-                             "the URL redis://HOST:PORT/DB right?)") from None
-        except ValkeyError as e:
-            raise QueueError(f"Redis at {self.where} refused a queue operation: {e}") from None
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return redis_errors(self.where, "queue")
 
     def _run(self, script: str, *args: object) -> Any:
         with self._errors():

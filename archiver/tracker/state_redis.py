@@ -27,18 +27,15 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import valkey
-from valkey.exceptions import ConnectionError as ValkeyConnectionError
-from valkey.exceptions import TimeoutError as ValkeyTimeoutError
-from valkey.exceptions import ValkeyError
 
 from archiver.queue import Claim, ItemQueue, QueueError
 from archiver.queue import redis as queue_scripts
-from archiver.queue.redis import RedisQueue
+from archiver.queue.redis import RedisQueue, redis_errors
 from archiver.tracker.budgets import BUDGET_RETRY_AFTER, Admission, rate_burst, rate_interval
 from archiver.tracker.projects import Project
 from archiver.tracker.redis_async import AsyncRedis, RedisError, ReplyError, Script
@@ -239,15 +236,8 @@ class RedisState(TrackerState):
     def _p(self, slug: str) -> str:
         return f"{self.prefix}p:{slug}:"
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except (ValkeyConnectionError, ValkeyTimeoutError) as e:
-            raise QueueError(f"cannot reach Redis at {self.where}: {e} (is redis-server running there, and is "
-                             "the URL redis://HOST:PORT/DB right?)") from None
-        except ValkeyError as e:
-            raise QueueError(f"Redis at {self.where} refused a tracker operation: {e}") from None
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return redis_errors(self.where, "tracker")
 
     def close(self) -> None:
         self.redis.close()
