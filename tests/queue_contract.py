@@ -234,6 +234,32 @@ class QueueContract:
                 call()
         assert q.get("a").state == ItemState.DONE
 
+    def test_claim_status_follows_a_claim_to_done_and_forgets_every_other_end(self, q, clock):
+        q.add(["a", "b", "c", "d", "e"])
+        a, b, c, d, e = q.claim("w1", n=5)
+        assert q.claim_status(a.token) == ("a", ItemState.CLAIMED)
+        q.done(a.token)
+        assert q.claim_status(a.token) == ("a", ItemState.DONE)
+        q.release(b.token)
+        q.fail(c.token, "broke")
+        q.requeue_claims("w1")
+        assert [q.claim_status(t.token) for t in (b, c, d)] == [None, None, None]
+        assert q.claim_status("f" * 32) is None and q.claim_status("") is None
+        clock.advance(LEASE + 1)
+        assert q.claim_status(e.token) is None  # requeued above with d
+        again = {x.item: x for x in q.claim("w2", n=5)}
+        assert q.claim_status(again["e"].token) == ("e", ItemState.CLAIMED)
+        assert q.claim_status(e.token) is None
+
+    def test_claim_status_of_a_lease_run_out_and_taken_over_is_none(self, q, clock):
+        q.add(["a"])
+        [old] = q.claim("slow")
+        clock.advance(LEASE + 1)
+        [new] = q.claim("fast")
+        q.done(new.token)
+        assert q.claim_status(old.token) is None
+        assert q.claim_status(new.token) == ("a", ItemState.DONE)
+
     # ---- leases --------------------------------------------------------------------------------------------
     def test_an_expired_lease_returns_the_item_to_the_next_claim(self, q, clock):
         q.add(["a"])

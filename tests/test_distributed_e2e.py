@@ -74,6 +74,8 @@ def test_volunteers_grab_every_item_exactly_once_despite_a_killed_worker_and_a_h
     assert tracker.item(SLUG, victim)["attempts"] == 2  # A's try counts: it was lost with A
     said_done = Counter(line.split()[1].rstrip(":") for out in outputs for line in out.splitlines() if line.startswith("done "))
     assert said_done == Counter(PAPERS)
+    # held until their claims ended: a sweep that is not due to cut a batch accepts the finished claims' files
+    assert tracker.admin("POST", f"/projects/{SLUG}/sweep", json={}).json()["batches"] == []
     log = [json.loads(line) for line in (tracker.uploads / SLUG / "accepted.jsonl").read_text().splitlines()]
     assert Counter(name for entry in log for name in entry["items"]) == Counter(PAPERS)
     assert {entry["downloader"] for entry in log} <= {"worker-b", "worker-c"}

@@ -13,6 +13,7 @@ import dataclasses
 import gzip
 import http.client
 import itertools
+import json
 import socket
 import threading
 import time
@@ -447,7 +448,22 @@ def kept(tracker: Server, slug: str) -> list[str]:
     return sorted(p.name for p in accepted.iterdir()) if accepted.exists() else []
 
 
-def test_a_seesaw_style_upload_is_checked_kept_and_batched_for_packing(tracker):
+def held(tracker: Server, slug: str) -> list[str]:
+    """Files checked and waiting for their claim to end."""
+    return sorted(p.name for p in (tracker.uploads / slug / "held").glob("*/*.warc.gz"))
+
+
+def packed(tracker: Server, slug: str) -> list[str]:
+    """Every file handed to packing so far."""
+    return sorted(name for s, _batch, files in tracker.handoffs if s == slug for name in files)
+
+
+def logged(tracker: Server, slug: str, log: str) -> list[dict]:
+    path = tracker.uploads / slug / log
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_seesaw_style_upload_is_checked_held_then_kept_once_done_and_batched_for_packing(tracker):
     slug = tracker.project(PAPERS)
     item = tracker.claim(slug, multi=2)["item_name"]
     target = upload_target(tracker, slug, item)
@@ -455,18 +471,53 @@ def test_a_seesaw_style_upload_is_checked_kept_and_batched_for_packing(tracker):
     r = requests.put(target + "p-20240101.warc.gz", data=data)  # what `curl --upload-file F TARGET` does
     assert r.status_code == 201, r.text
     assert r.json()["items"] == item.split("\0") and r.json()["size"] == len(data)
-    assert kept(tracker, slug) == ["p-20240101.warc.gz"]
+    assert held(tracker, slug) == ["p-20240101.warc.gz"] and kept(tracker, slug) == []
     again = requests.put(target + "p-20240101.warc.gz", data=data)  # curl retried after a lost answer
     assert again.status_code == 200 and again.json()["already"]
     other = requests.put(target + "p-20240101.warc.gz", data=good_warc("https://arxiv.org/abs/1706.03762"))
     assert other.status_code == 409
+    assert tracker.admin("POST", f"/projects/{slug}/sweep", json={"force": True}).json()["batches"] == []
+    assert held(tracker, slug) == ["p-20240101.warc.gz"]  # the claim is still running: it waits
     assert tracker.done(slug, item).text == "OK"
-    log = (tracker.uploads / slug / "accepted.jsonl").read_text().splitlines()
-    assert len(log) == 1 and '"downloader": "alice"' in log[0]
     r = tracker.admin("POST", f"/projects/{slug}/sweep", json={})
     assert len(r.json()["batches"]) == 1
-    assert [(s, files) for s, _batch, files in tracker.handoffs if s == slug] == [(slug, ["p-20240101.warc.gz"])]
-    assert kept(tracker, slug) == []
+    assert packed(tracker, slug) == ["p-20240101.warc.gz"]
+    [entry] = logged(tracker, slug, "accepted.jsonl")
+    assert entry["downloader"] == "alice" and entry["items"] == item.split("\0") and entry["size"] == len(data)
+    assert kept(tracker, slug) == [] and held(tracker, slug) == []
+    assert not any((tracker.uploads / slug / "held").iterdir())  # the settled claim's directory is gone
+
+
+def test_an_upload_whose_claim_ran_out_before_done_is_dropped_and_only_the_finishers_is_packed(tracker):
+    slug = tracker.project(PAPERS[:1], lease=60)
+    slow = tracker.claim(slug, "slow")
+    slow_target = upload_target(tracker, slug, slow["item_name"], "slow")
+    assert requests.put(slow_target + "slow.warc.gz", data=good_warc()).status_code == 201
+    tracker.clock.advance(61)  # slow's lease ends while it is between upload and done
+    fast = tracker.claim(slug, "fast")
+    assert fast["attempts"] == [2]
+    fast_target = upload_target(tracker, slug, fast["item_name"], "fast")
+    assert requests.put(fast_target + "fast.warc.gz", data=good_warc()).status_code == 201
+    assert tracker.done(slug, slow["item_name"], "slow").status_code == 409
+    assert tracker.done(slug, fast["item_name"], "fast").text == "OK"
+    tracker.admin("POST", f"/projects/{slug}/sweep", json={"force": True})
+    assert packed(tracker, slug) == ["fast.warc.gz"]  # one capture of the item, not two
+    [drop] = logged(tracker, slug, "dropped.jsonl")
+    assert (drop["file"], drop["downloader"], drop["items"]) == ("slow.warc.gz", "slow", [slow["item_name"]])
+    assert held(tracker, slug) == []
+
+
+@pytest.mark.parametrize("end", ["release", "fail"])
+def test_uploads_of_a_claim_given_back_are_dropped(tracker, end):
+    slug = tracker.project(PAPERS[:1])
+    claim = tracker.claim(slug, "quitter")
+    target = upload_target(tracker, slug, claim["item_name"], "quitter")
+    assert requests.put(target + "half.warc.gz", data=good_warc()).status_code == 201
+    body = {"downloader": "quitter", "item": claim["item_name"], "reason": "disk full"}
+    assert tracker.post(f"/{slug}/{end}", body).status_code == 200
+    tracker.admin("POST", f"/projects/{slug}/sweep", json={"force": True})
+    assert packed(tracker, slug) == [] and held(tracker, slug) == []
+    assert [d["file"] for d in logged(tracker, slug, "dropped.jsonl")] == ["half.warc.gz"]
 
 
 def test_an_item_name_with_a_slash_uploads_to_its_own_path(tracker):
@@ -489,7 +540,7 @@ def test_uploads_need_the_current_claim_token_of_that_item(tracker):
     assert requests.put(path, data=good_warc(), headers=bearer).status_code == 201
     tracker.done(slug, mine["item_name"])
     assert requests.put(path.replace("a.warc", "b.warc"), data=good_warc(), headers=bearer).status_code == 403
-    assert kept(tracker, slug) == ["a.warc.gz"]
+    assert held(tracker, slug) == ["a.warc.gz"]
 
 
 def test_the_checker_refuses_a_corrupt_warc_and_one_that_merely_gunzips(tracker):
@@ -500,7 +551,7 @@ def test_the_checker_refuses_a_corrupt_warc_and_one_that_merely_gunzips(tracker)
     assert any("missing-record-trailer" in f for f in broken.json()["findings"])
     junk = requests.put(target + "junk.warc.gz", data=gzip.compress(b"it gunzips, so megawarc would take it\n"))
     assert junk.status_code == 422
-    assert kept(tracker, slug) == []
+    assert kept(tracker, slug) == [] and held(tracker, slug) == []
     assert not any((tracker.uploads / slug / "incoming").iterdir())
 
 

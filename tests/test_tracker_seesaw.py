@@ -119,8 +119,10 @@ def test_seesaw_requests_uploads_and_reports_done_against_our_tracker(seesaw_pyt
     for paper in papers:
         record = tracker.item(slug, paper)
         assert (record["state"], record["claimant"]) == ("done", NICK), record
-    accepted = sorted((tracker.uploads / slug / "accepted").iterdir())
-    assert len(accepted) == 2 and all(p.read_bytes() == warc.read_bytes() for p in accepted)
+    uploaded = sorted((tracker.uploads / slug / "held").glob("*/*.warc.gz"))  # kept once their claims are done
+    assert len(uploaded) == 2 and all(p.read_bytes() == warc.read_bytes() for p in uploaded)
+    assert tracker.admin("POST", f"/projects/{slug}/sweep", json={"force": True}).status_code == 200
+    assert len([f for s, _batch, files in tracker.handoffs if s == slug for f in files]) == 2
     stats = tracker.http.get(f"{tracker.base}/{slug}/stats.json").json()
     assert stats["downloader_count"] == {NICK: 3}
     assert stats["domain_bytes"] == {"data": 2 * warc.stat().st_size}  # PrepareStatsForTracker's sizes

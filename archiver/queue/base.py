@@ -173,6 +173,12 @@ class ItemQueue(abc.ABC):
         `done(item, downloader)`, which carries no token, onto a token with this)."""
 
     @abc.abstractmethod
+    def claim_status(self, token: str) -> tuple[str, ItemState] | None:
+        """What became of the claim `token` names: (item, CLAIMED) while it is current, (item, DONE) when it
+        finished the item, None when it ended any other way (released, failed, its lease ran out and the item
+        was claimed again or requeued) or was never handed out. A tracker keeps a claim's uploads by this."""
+
+    @abc.abstractmethod
     def get(self, name: str) -> ItemRecord:
         """One item's record; UnknownItem if the queue never held it."""
 

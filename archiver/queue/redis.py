@@ -370,6 +370,19 @@ class RedisQueue(ItemQueue):
             return None
         return Claim(name, token, claimant, float(expires), int(attempts))
 
+    def claim_status(self, token: str) -> tuple[str, ItemState] | None:
+        if not token:
+            return None
+        with self._errors():
+            name = self.redis.hget(self._key("tokens"), token)
+            if name is None:
+                return None
+            state, current = self.redis.hmget(self._key("i:" + name), ["state", "token"])
+        # Two reads, not one script: a claim that ends between them is read as ended, which is what it is.
+        if current != token or state not in (ItemState.CLAIMED, ItemState.DONE):
+            return None
+        return name, ItemState(state)
+
     def get(self, name: str) -> ItemRecord:
         with self._errors():
             fields = self.redis.hgetall(self._key("i:" + name))

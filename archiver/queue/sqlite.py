@@ -303,6 +303,13 @@ class SqliteQueue(ItemQueue):
         state, token, claimant, expires, attempts = rows[0]
         return Claim(name, token, claimant, expires, attempts) if state == ItemState.CLAIMED else None
 
+    def claim_status(self, token: str) -> tuple[str, ItemState] | None:
+        # A claim's token stays on its row while claimed and once done; every other end of a claim clears it.
+        rows = self._read("SELECT name, state FROM items WHERE token = ?", (token,)) if token else []
+        if not rows or rows[0][1] not in (ItemState.CLAIMED, ItemState.DONE):
+            return None
+        return rows[0][0], ItemState(rows[0][1])
+
     def get(self, name: str) -> ItemRecord:
         with self._lock:
             rows = self._db.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE name = ?", (name,)).fetchall()

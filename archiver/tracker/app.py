@@ -58,6 +58,7 @@ from archiver.tracker.admin import admin_router
 from archiver.tracker.dashboard import dashboard_routes
 from archiver.tracker.projects import ProjectError
 from archiver.tracker.protocol import Caller, Refusal, Tracker
+from archiver.tracker.publish import Publisher, PublishingTarget
 from archiver.tracker.state import MAX_BYTES, open_state
 from archiver.tracker.uploads import Handoff, Sweeper, UploadRefused, UploadTarget, check_file_name
 from archiver.tracker.web import (
@@ -70,6 +71,9 @@ from archiver.tracker.web import (
     read_body,
     read_model,
 )
+from archiver.upload.credentials import Credentials
+from archiver.upload.endpoint import resolve_endpoint
+from archiver.upload.ia import RetryPolicy as IARetryPolicy
 
 MIN_TOKEN_LENGTH = 16
 SETTINGS_ENV = "ARCHIVER_TRACKER_SETTINGS"  # create_app's keyword arguments as JSON, for uvicorn's workers
@@ -114,14 +118,19 @@ class UploadBody(_Body):
 def create_app(store_url: str | Path, admin_token: str, *, uploads_dir: str | Path | None = None,
                public_url: str | None = None, chunk_bytes: int = 10 * 1024**3, chunk_age: float = 3600.0,
                sweep_interval: float | None = 60.0, handoff: Handoff | None = None,
-               clock: Callable[[], float] = time.time, tune_gc: bool | None = None) -> FastAPI:
+               clock: Callable[[], float] = time.time, tune_gc: bool | None = None,
+               ia_endpoint: str | None = None, ia_credentials: Credentials | None = None,
+               ia_retry: IARetryPolicy | None = None) -> FastAPI:
     """The tracker app over the store at `store_url` (archiver.tracker.state.open_state).
 
     `admin_token` guards /admin and must be at least 16 characters. Uploads are kept in `uploads_dir` (default:
     beside a SQLite store; required with Redis). `public_url` is the tracker's address as workers reach it
     (default: the address each request came to), used in upload targets. Accepted uploads are batched at
     `chunk_bytes` or after `chunk_age` seconds, checked every `sweep_interval` seconds (None: only when an admin
-    asks), and each batch goes to `handoff` (default: megawarc packing). `tune_gc` sets the process's garbage
+    asks), and each batch goes to `handoff` (default: megawarc packing). Each sweep then publishes the packs of
+    projects with upload settings to the Internet Archive (archiver.tracker.publish): at `ia_endpoint` (default
+    $ARCHIVER_IA_ENDPOINT, else IA itself), with `ia_credentials` (default: read from the environment or
+    `ia configure`'s file when there is something to send) and `ia_retry`. `tune_gc` sets the process's garbage
     collector up for serving while the app runs (`serving_gc`); by default it does when the app is served from
     the main thread (`archiver tracker serve`), not when a bigger program (a test) serves it from a thread of
     its own, since the collector is the whole process's.
@@ -129,6 +138,7 @@ def create_app(store_url: str | Path, admin_token: str, *, uploads_dir: str | Pa
     if not admin_token or len(admin_token) < MIN_TOKEN_LENGTH:
         raise UsageError(f"the tracker needs an admin token of at least {MIN_TOKEN_LENGTH} characters; make one "
                          "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    endpoint = resolve_endpoint(ia_endpoint)  # a bad value stops the start, not the first publish
     state = open_state(store_url)
     if uploads_dir is None:
         if state.default_uploads is None:
@@ -136,7 +146,9 @@ def create_app(store_url: str | Path, admin_token: str, *, uploads_dir: str | Pa
             raise UsageError("with a Redis store, say where uploads go (uploads_dir / --uploads DIR)")
         uploads_dir = state.default_uploads
     tracker = Tracker(state, clock=clock)
-    uploads = UploadTarget(uploads_dir, chunk_bytes=chunk_bytes, chunk_age=chunk_age, handoff=handoff)
+    publisher = Publisher(uploads_dir, state.project, endpoint=endpoint, credentials=ia_credentials, retry=ia_retry)
+    uploads = PublishingTarget(uploads_dir, publisher, chunk_bytes=chunk_bytes, chunk_age=chunk_age,
+                               handoff=handoff, claim_status=tracker.claim_status)
     calls = ItemCalls(tracker)
 
     @contextlib.asynccontextmanager
@@ -410,7 +422,7 @@ def _worker_routes(app: FastAPI, tracker: Tracker, calls: ItemCalls, uploads: Up
                                                   f"{project.max_upload} bytes")
         path = uploads.incoming(slug, file)
         await uploads.receive(request.stream(), path, project.max_upload)
-        accepted = await run_in_threadpool(uploads.accept, slug, path, tuple(item.split("\0")), claimant)
+        accepted = await run_in_threadpool(uploads.accept, slug, path, tuple(item.split("\0")), claimant, tokens)
         return JSONResponse({"file": accepted.file, "size": accepted.size, "sha256": accepted.sha256,
                              "items": list(accepted.items), "already": accepted.already},
                             status_code=200 if accepted.already else 201)

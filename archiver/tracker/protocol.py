@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from archiver.errors import ArchiverError
-from archiver.queue import Claim, ItemQueue, NotClaimant, UnknownItem
+from archiver.queue import Claim, ItemQueue, ItemState, NotClaimant, UnknownItem
 from archiver.tracker.projects import Project
 from archiver.tracker.state import MAX_BYTES, ClaimProblem, Finished, Handout, TrackerState, check_claims
 
@@ -302,6 +302,11 @@ class Tracker:
                                                    "claimant may upload for it, while it is claimed")
             claimants.add(claim.claimant)
         return project, ",".join(sorted(claimants))
+
+    def claim_status(self, slug: str, token: str) -> tuple[str, ItemState] | None:
+        """What became of a claim (ItemQueue.claim_status): the upload target keeps a claim's files by it."""
+        _project, queue = self.project(slug)
+        return queue.claim_status(token)
 
     # ---- reading -------------------------------------------------------------------------------------------
     def stats(self, slug: str) -> dict[str, Any]:
