@@ -15,13 +15,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Claim items from a tracker, grab each into WARC files, check them, upload them to the "
                     "tracker and report them done, the same pipeline as `archiver run`. Failed grabs are reported "
                     "with their reason. Ctrl-C (or the stop file) stops claiming and finishes what is in flight; "
-                    "a second Ctrl-C stops at once. Unfinished claims are always given back.")
+                    "a second Ctrl-C stops at once. Unfinished claims are always given back. A project's admins can "
+                    "make workers more polite, never less: the tracker's `delay` lengthens --delay and its "
+                    "`max_concurrency` caps --concurrency; a stricter change while the worker runs stops it "
+                    "(start it again to pick the change up).")
     p.add_argument("--tracker", required=True, metavar="URL/PROJECT",
                    help="the tracker's address and the project, e.g. https://tracker.example.org/papers")
     p.add_argument("--nick", required=True, metavar="NAME",
                    help="your name on the tracker's leaderboard: 3 to 30 letters, digits, '-' or '_'")
     p.add_argument("--concurrency", type=_positive(int), default=1, metavar="N",
-                   help="items grabbed at once, 1 to 20 (default 1; politeness per site is shared by all)")
+                   help="items grabbed at once, 1 to 20 (default 1; politeness per site is shared by all). Free "
+                        "slots are claimed in one request (multi=N; one at a time from a tracker without it); the "
+                        "project's max_concurrency, if set, caps N")
     p.add_argument("--stop-file", metavar="FILE",
                    help="when FILE exists, claim nothing more, finish what is in flight and exit")
     p.add_argument("--data", dest="data_dir", default="worker-data", metavar="DIR",
@@ -35,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "own address")
     p.add_argument("--delay", type=_positive(float), metavar="SECONDS",
                    help="pause between requests to one host (default: the site's; arXiv 3 s): yours to lengthen, "
-                        "shortening it is for tests and mirrors")
+                        "shortening it is for tests and mirrors. A longer delay set by the project on the tracker "
+                        "wins; a shorter one is ignored")
     p.add_argument("--item-timeout", type=_positive(float), default=7200.0, metavar="SECONDS",
                    help="give an item up (reported failed, so it goes to someone else) when its grab takes longer "
                         "(default 7200)")

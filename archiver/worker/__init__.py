@@ -12,10 +12,17 @@
 from archiver.worker.client import Backoff, RetryPolicy, TrackerClient, parse_tracker_url
 from archiver.worker.errors import TrackerError, TrackerRefused, UploadRefused, VersionTooOld, WorkerError
 from archiver.worker.loop import WorkerOptions, WorkerReport, run_worker
-from archiver.worker.safety import check_upload_target, choose_site, item_from_name, validate_nick
+from archiver.worker.safety import (
+    Politeness,
+    check_upload_target,
+    choose_site,
+    item_from_name,
+    tracker_politeness,
+    validate_nick,
+)
 
 __all__ = [
-    "Backoff", "RetryPolicy", "TrackerClient", "TrackerError", "TrackerRefused", "UploadRefused", "VersionTooOld",
-    "WorkerError", "WorkerOptions", "WorkerReport", "check_upload_target", "choose_site", "item_from_name",
-    "parse_tracker_url", "run_worker", "validate_nick",
+    "Backoff", "Politeness", "RetryPolicy", "TrackerClient", "TrackerError", "TrackerRefused", "UploadRefused",
+    "VersionTooOld", "WorkerError", "WorkerOptions", "WorkerReport", "check_upload_target", "choose_site",
+    "item_from_name", "parse_tracker_url", "run_worker", "tracker_politeness", "validate_nick",
 ]

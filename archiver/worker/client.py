@@ -7,7 +7,9 @@ never sooner than the tracker's Retry-After, and gives up after `RetryPolicy.giv
 that stays down costs an item its claim (which then times out and goes to someone else), not the worker forever.
 
 `claim` never waits: it makes one try and, when told to come back later, remembers when (`wait()`), so the crawl
-loop that calls it between fetches keeps grabbing what is in flight meanwhile.
+loop that calls it between fetches keeps grabbing what is in flight meanwhile. Several free slots are filled with
+one `POST /<project>/multi=<n>/request` (names joined by NUL, a claim token each); a tracker that does not know that
+route (universal-tracker: 404, ours beyond its limit: 400 bad_multi) is asked for one item at a time instead.
 
 Uploads go only to the tracker's own origin, with the claim token as the HTTP Basic password (safety.py).
 """
@@ -36,6 +38,8 @@ from archiver.worker.safety import check_upload_target, origin, validate_nick
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DEFAULT_LEASE = 900.0  # what a tracker that names no lease (universal-tracker) is assumed to give
 _CLAIM_KEYS = frozenset({"item_name", "claim_tokens", "attempts", "lease_seconds", "lease_expires"})
+# what our tracker says with a 404 on the request route; any other 404 to multi=N may be "no such route"
+_REQUEST_404 = frozenset({"no_items", "project_paused", "unknown_project"})
 
 
 def parse_tracker_url(url: str) -> tuple[str, str]:
@@ -141,6 +145,7 @@ class TrackerClient:
         self._claim_backoff = Backoff(self.policy, rng)
         self.not_before = 0.0
         self.drained = False  # the last claim heard: no items left and none claimed by anyone
+        self.multi = True  # ask for several items in one request; False once the tracker turned that down
 
     @property
     def url(self) -> str:
@@ -161,14 +166,21 @@ class TrackerClient:
         """Seconds until `claim` will ask the tracker again."""
         return max(0.0, self.not_before - self.clock())
 
-    def claim(self) -> list[Claimed]:
-        """Ask for an item: one try, no waiting. [] when there is none now or the tracker asked us to wait (see
-        `wait`); TrackerRefused when it will not give this worker work at all."""
+    def claim(self, n: int = 1) -> list[Claimed]:
+        """Ask for up to `n` items in one request (multi=n): one try, no waiting. [] when there is none now or the
+        tracker asked us to wait (see `wait`); TrackerRefused when it will not give this worker work at all. The
+        tracker may answer fewer names than asked for, or (a broken one) more: the caller decides what it keeps."""
         if self.clock() < self.not_before:
             return []
         try:
-            a = self.post("request", {"downloader": self.nick, "api_version": "2", "version": self.version},
-                          timeout=self.policy.quick_timeout)
+            a = self._request(n if self.multi else 1)
+            if n > 1 and self.multi and _multi_refused(a):
+                single = self._request(1)
+                # bad_multi is unambiguous; a bare 404 is also universal-tracker's "queue empty", so multi is
+                # given up only when the single request then gets an item
+                if a.status == 400 or single.status == 200:
+                    self.multi = False
+                a = single
         except requests.RequestException:
             self._later(None)
             return []
@@ -199,6 +211,11 @@ class TrackerClient:
                                  "project's admins why)")
         raise TrackerRefused(f"the tracker answered HTTP {a.status} to a request for work on {self.slug}: "
                              f"{a.message}")
+
+    def _request(self, n: int) -> Answer:
+        command = f"multi={n}/request" if n > 1 else "request"
+        return self.post(command, {"downloader": self.nick, "api_version": "2", "version": self.version},
+                         timeout=self.policy.quick_timeout)
 
     def defer(self) -> None:
         """Ask for nothing more for one back-off step: the last claim was one this worker could not use."""
@@ -299,6 +316,12 @@ def _answer(r: requests.Response) -> Answer:
     except ValueError:
         body = r.text
     return Answer(r.status_code, body, parse_retry_after(r.headers.get("Retry-After")))
+
+
+def _multi_refused(a: Answer) -> bool:
+    """A multi=N request turned down for being one (not for anything a single request would get too)."""
+    return (a.status == 400 and a.error == "bad_multi") or a.status == 405 or \
+        (a.status == 404 and a.error not in _REQUEST_404)
 
 
 def _claims(body: Any) -> list[Claimed] | None:

@@ -8,6 +8,13 @@ with `fail` and its reason, so no claim is left to rot (seesaw never reports fai
 grabbed, `tick` sends the tracker heartbeats; a heartbeat the tracker refuses means the lease ran out and the item
 went to someone else, and then nothing of it is handed in.
 
+Claiming: the free slots are asked for in one request (multi=N); each name of the answer is checked on its own, so
+a bad one is failed alone. Uploads, done, fail and heartbeats stay per item, each with its own claim token.
+
+Politeness: the project's admins may ask for more of it in the answers (`delay`, `max_concurrency`), never less
+(safety.Politeness). The first claim settles it, as it settles the site module; see `_politeness_changed` for a
+change while the worker runs.
+
 Safety for volunteers: what the worker fetches comes only from the site module, from an item name that module
 accepts as it is (a canonical name), so a tracker cannot make a worker fetch arbitrary URLs. The generic site
 module, whose item names *are* URLs, and a tracker-chosen base_url each need the volunteer's explicit consent
@@ -28,18 +35,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from archiver import DEFAULT_USER_AGENT, __version__
 from archiver.crawl.crawler import CrawlConfig, Crawler, ItemDone
 from archiver.errors import ArchiverError, UsageError
 from archiver.grab import GrabOptions, worker_config
+from archiver.sites import get_site
 from archiver.sites.base import SEED, Item, Site, SiteOptions
 from archiver.worker.client import Claimed, RetryPolicy, TrackerClient, retryable
 from archiver.worker.errors import TrackerError, TrackerRefused, UploadRefused, WorkerError
-from archiver.worker.safety import choose_site, item_from_name
+from archiver.worker.safety import Politeness, choose_site, item_from_name, tracker_politeness
 
 MAX_CONCURRENCY = 20  # seesaw's limit for --concurrent
 POLL = 0.2  # seconds between looks at the stop file while waiting for the tracker
@@ -54,6 +63,7 @@ class WorkerOptions:
     tracker: str  # URL/PROJECT
     nick: str
     concurrency: int = 1  # items grabbed at once (and crawl processes)
+    # (the project's `max_concurrency` and `delay`, in the tracker's answers, may lower this and lengthen `delay`)
     stop_file: str | None = None
     data_dir: str = "worker-data"  # a directory of its own per worker is made inside, and removed at the end
     site: str | None = None  # the site module the volunteer expects (needed for generic)
@@ -107,6 +117,10 @@ class _Worker:
         self.site: Site | None = None
         self.site_key: tuple[str, str | None] | None = None
         self.site_opts = SiteOptions()
+        self.wanted = Politeness()  # what the tracker asked for in the answer that settled the site module
+        self.limit = options.concurrency  # items at once: --concurrency, capped by the tracker's max_concurrency
+        self.delay: float | None = None  # seconds between requests to one host, settled by the first item
+        self.relaxed_said = False
         self.inflight: dict[str, _InFlight] = {}
         self.report = WorkerReport()
         self.stop_reason = ""
@@ -180,9 +194,9 @@ class _Worker:
                            operator=o.nick, tries=o.tries)
         worker = worker_config(self.site_key[0], self.site_opts, grab, f"{slug}-{o.nick}"[:PREFIX_MAX],
                                f"archiver worker {o.nick} for project {slug} of {self.client.base}")
-        config = CrawlConfig(worker=worker, concurrency=o.concurrency, tries=o.tries, per_item_warcs=True)
+        config = CrawlConfig(worker=worker, concurrency=self.limit, tries=o.tries, per_item_warcs=True)
         self.crawler = Crawler(items, config, feed=self._feed, on_item_done=self._item_done, tick=self._tick,
-                               max_items=o.concurrency)
+                               max_items=self.limit)
         try:
             outcome = self.crawler.run()
         finally:
@@ -243,22 +257,30 @@ class _Worker:
 
     # ---- claiming ------------------------------------------------------------------------------------------
     def _feed(self, room: int) -> list[Item]:
+        """Up to `room` items, the free slots asked for in one request where the tracker allows it."""
         items: list[Item] = []
-        while len(items) < room and not self._stopping():
+        while not self._stopping():
+            want = min(room - len(items), self.limit - len(self.inflight))
+            if want <= 0:
+                break
+            multi = self.client.multi
             try:
-                claims = self.client.claim()
+                claims = self.client.claim(want)
             except TrackerRefused as e:
                 self._give_up_work(e)
                 break
+            if multi and not self.client.multi:
+                self.say("the tracker does not hand out several items per request (multi=N): asking for one at a "
+                         "time")
             if not claims:
                 break
             for claim in claims:
-                item = self._accept(claim)
+                item = self._accept(claim, room - len(items))
                 if item is not None:
                     items.append(item)
         return items
 
-    def _accept(self, claim: Claimed) -> Item | None:
+    def _accept(self, claim: Claimed, room: int) -> Item | None:
         """The item to grab for a claim, or None when this worker will not grab it (and has told the tracker)."""
         try:
             self._configure(claim.extra)
@@ -267,6 +289,11 @@ class _Worker:
             self._give_up_work(e)
             return None
         assert self.site is not None and self.site_key is not None
+        if room <= 0 or len(self.inflight) >= self.limit:
+            # more than this worker may grab at once: the first answer lowered the limit (max_concurrency) after
+            # the request was sent, or the tracker handed out more names than were asked for
+            self._release(claim, f"{self.limit} item(s) at once is this worker's limit")
+            return None
         if claim.name in self.inflight:  # its timed-out grab is still running here: one crawl per name at a time
             self._release(claim)
             self.client.defer()
@@ -283,21 +310,80 @@ class _Worker:
                 self.say(f"could not report {claim.name!r} as failed ({err}); its claim runs out by itself")
             self.client.defer()  # a tracker handing out names like this one is not to be asked in a tight loop
             return None
+        self._settle_delay(item)
         now = time.monotonic()
         self.inflight[item.name] = _InFlight(claim, now, now + _heartbeat_interval(claim))
         self.say(f"grabbing {item.name} (try {claim.attempts})")
         return item
 
     def _configure(self, extra: Mapping[str, Any]) -> None:
-        """The first claim settles the site module and base URL; later claims must agree (see safety.py)."""
-        site, options, module = choose_site(extra, self.client.slug, expected=self.o.site,
+        """The first claim settles the site module, base URL and the tracker's politeness; later claims must agree
+        (see safety.py and `_politeness_changed`)."""
+        slug = self.client.slug
+        site, options, module = choose_site(extra, slug, expected=self.o.site,
                                             allow_base_url=self.o.allow_base_url, delay=self.o.delay)
+        wanted = tracker_politeness(extra, slug)
         key = (site, options.base_url)
         if self.site_key is None:
-            self.site_key, self.site_opts, self.site = key, options, module
+            self.site_key, self.site_opts, self.site, self.wanted = key, options, module, wanted
+            self.limit = wanted.limit(self.o.concurrency)
+            if self.limit < self.o.concurrency:
+                self.say(f"the tracker asks workers on {slug} to grab at most {wanted.max_concurrency} item(s) at "
+                         f"once (max_concurrency): grabbing {self.limit}, not the {self.o.concurrency} of "
+                         "--concurrency")
         elif key != self.site_key:
-            raise WorkerError(f"the tracker changed how {self.client.slug} is grabbed (site {self.site_key} to "
+            raise WorkerError(f"the tracker changed how {slug} is grabbed (site {self.site_key} to "
                               f"{key}); start the worker again to pick up the change")
+        else:
+            self._politeness_changed(wanted)
+
+    def _politeness_changed(self, wanted: Politeness) -> None:
+        """The tracker's politeness in a later answer. Stricter than what this worker uses: stop, as for a change
+        of site, and say to start again. Applying it in place is not possible: the crawl fixes each host's delay
+        and its number of items when it starts (HostPolicy, max_items) and has no way to tighten them while items
+        are in flight, and carrying on at the old pace is exactly what the admins asked workers not to do; stopping
+        claims nothing more at once and only finishes what is in flight. Looser: ignored until the worker is
+        started again, so a tracker never makes a running worker less polite than it agreed to be."""
+        if wanted == self.wanted:
+            return
+        slug, stricter = self.client.slug, []
+        in_use = self.delay if self.delay is not None else (self.wanted.delay or 0.0)
+        if wanted.delay is not None and wanted.delay > in_use:
+            stricter.append(f"delay {in_use:g} s to {wanted.delay:g} s")
+        if wanted.limit(self.o.concurrency) < self.limit:
+            stricter.append(f"max_concurrency {self.limit} to {wanted.max_concurrency}")
+        if stricter:
+            raise WorkerError(f"the tracker made {slug} more polite while this worker was running "
+                              f"({', '.join(stricter)}); start the worker again to pick up the change")
+        if not self.relaxed_said:
+            self.relaxed_said = True
+            asked = ", ".join(f"{k} {v:g}" for k, v in (("delay", wanted.delay),
+                                                          ("max_concurrency", wanted.max_concurrency)) if v is not None)
+            self.say(f"the tracker changed the politeness of {slug} ({asked or 'none asked'}) to nothing stricter "
+                     "than this worker uses: keeping what it started with until it is started again")
+
+    def _settle_delay(self, item: Item) -> None:
+        """The first item settles the delay between requests to one host: the tracker's, when it is longer than the
+        volunteer's --delay (or, without one, the site module's own for the item's hosts, arXiv 3 s)."""
+        if self.delay is not None:
+            return
+        assert self.site is not None and self.site_key is not None
+        own = self.o.delay if self.o.delay is not None else _site_delay(self.site, item)
+        whose = "your --delay" if self.o.delay is not None else f"the {self.site_key[0]} module's"
+        self.delay = self.wanted.delay_over(own)
+        if self.wanted.delay is None:
+            return  # SiteOptions.delay stays as it was: the volunteer's, or the site module's per-host defaults
+        # The crawl takes one delay for every host (SiteOptions.delay); the longest of the two is the one that
+        # keeps every host at least as far apart as both the tracker and the volunteer or site module ask.
+        self.site_opts = replace(self.site_opts, delay=self.delay)
+        self.site = get_site(self.site_key[0], self.site_opts)
+        slug = self.client.slug
+        if self.wanted.delay > own:
+            self.say(f"the tracker asks for {self.wanted.delay:g} s between requests to one host on {slug}: "
+                     f"waiting {self.delay:g} s ({whose} is {own:g} s)")
+        else:
+            self.say(f"the tracker's delay for {slug} ({self.wanted.delay:g} s) is not longer than {whose} "
+                     f"({own:g} s): waiting {self.delay:g} s")
 
     # ---- while grabbing ------------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -418,14 +504,14 @@ class _Worker:
         self.report.lost.append(name)
         self.say(f"lost {name}: the claim went to someone else ({why}); nothing of it was handed in")
 
-    def _release(self, claim: Claimed) -> None:
+    def _release(self, claim: Claimed, why: str = "") -> None:
         try:
             self.client.release(claim)
         except TrackerError as e:
             self.say(f"could not release {claim.name} ({e}); its claim runs out by itself")
             return
         self.report.released.append(claim.name)
-        self.say(f"released {claim.name}")
+        self.say(f"released {claim.name}" + (f": {why}" if why else ""))
 
     def _release_all(self) -> None:
         for name, entry in list(self.inflight.items()):
@@ -442,6 +528,12 @@ def _crawl_child_signals() -> None:
 
 
 os.register_at_fork(after_in_child=_crawl_child_signals)
+
+
+def _site_delay(site: Site, item: Item) -> float:
+    """The site module's own delay for the hosts an item starts from (arXiv's 3 s on arXiv, 0 for most sites)."""
+    hosts = {(urlsplit(link.url).hostname or "").lower() for link in site.seeds(item)}  # as the crawler keys hosts
+    return max((site.host_policy(host).delay for host in hosts), default=0.0)
 
 
 def _heartbeat_interval(claim: Claimed) -> float:

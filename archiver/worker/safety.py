@@ -10,12 +10,16 @@ grabs; it must not choose *what the worker fetches* or *where the worker sends t
 - Sending: files and claim tokens go only to the tracker's own origin (scheme, host and port), whatever upload
   target it names; the credentials it writes into that URL are dropped, the worker sends its own.
 - Naming: the nick follows Archive Team's rule, so it is safe in leaderboards, logs and file names.
+- Politeness: a project's admins may ask for more of it (`delay`, `max_concurrency` in the answers), never less:
+  the worker uses the longer delay and the smaller number of items at once of theirs and the volunteer's.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +29,7 @@ from archiver.sites.base import Item, Site, SiteOptions
 from archiver.worker.errors import UPDATE_HINT, UploadRefused, WorkerError
 
 NICK_RE = re.compile(r"^[-_a-zA-Z0-9]{3,30}$")  # Archive Team's rule for downloader names (seesaw, trackers)
+MAX_TRACKER_DELAY = 3600.0  # seconds: more is a typo (ms for s?) that would park every volunteer for hours per URL
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -107,3 +112,40 @@ def item_from_name(site: Site, name: str) -> Item:
         raise ArchiverError(f"the {site.name} module reads it as {item.name!r}, and a tracker hands out names "
                             "exactly as the site module writes them")
     return item
+
+
+# ---- how politely the worker fetches -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Politeness:
+    """What a project's admins ask of every worker (keys of the project's extra settings, in every answer)."""
+
+    delay: float | None = None  # seconds between requests to one host
+    max_concurrency: int | None = None  # items one worker may grab at once
+
+    def limit(self, concurrency: int) -> int:
+        """Items at once for a volunteer who asked for `concurrency`: the tracker may only lower it."""
+        return min(concurrency, self.max_concurrency or concurrency)
+
+    def delay_over(self, own: float) -> float:
+        """The delay to use when the volunteer's (or the site module's) is `own`: the tracker may only raise it."""
+        return own if self.delay is None else max(self.delay, own)
+
+
+def tracker_politeness(extra: Mapping[str, Any], slug: str) -> Politeness:
+    """The politeness a tracker's answer asks for, or WorkerError naming the bad key: a value the worker cannot
+    read is not ignored, since the admins meant something by it and guessing could make volunteers rude."""
+    delay, cap = extra.get("delay"), extra.get("max_concurrency")
+    if delay is not None and not (_is_number(delay) and 0 <= delay <= MAX_TRACKER_DELAY):
+        raise WorkerError(f"the tracker's 'delay' for {slug} is {delay!r}, not a number of seconds from 0 to "
+                          f"{MAX_TRACKER_DELAY:g}; nothing was fetched. Tell the project's admins (it is in the "
+                          "project's extra settings)")
+    if cap is not None and not (_is_number(cap) and cap >= 1 and float(cap).is_integer()):
+        raise WorkerError(f"the tracker's 'max_concurrency' for {slug} is {cap!r}, not a whole number of items of "
+                          "at least 1; nothing was fetched. Tell the project's admins (it is in the project's extra "
+                          "settings)")
+    return Politeness(None if delay is None else float(delay), None if cap is None else int(cap))
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int to Python, but `true` is not a number of seconds; NaN and infinity compare as nothing useful
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
