@@ -3,7 +3,7 @@
 Our tracker hands four papers of the arXiv-like site to volunteer workers (`archiver worker` processes). A hostile
 client pokes at it first and changes nothing; worker A is killed with SIGKILL in the middle of an item; workers B
 and C grab everything, including A's item once its lease runs out. Then the accepted WARCs are packed into a
-megawarc and the pack is uploaded to the fake Internet Archive.
+megawarc, which the tracker publishes to the fake Internet Archive (the project has upload settings).
 
 What must hold: every item is done exactly once (one claimant, one accepted upload, one capture in the pack), the
 dead worker hands in nothing, and no WARC that fails the checker is ever accepted.
@@ -16,31 +16,30 @@ import http.client
 import json
 import os
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from fixtures.fake_ia import ACCESS, SECRET
 from grabbing import records
 from test_worker import RealTracker, start_worker
 from warc_factory import capture, serialise, warcinfo
 
 from archiver.sites import get_site
 from archiver.sites.base import SiteOptions
-from archiver.upload import Credentials, plan_upload, upload
-from archiver.upload import RetryPolicy as UploadRetry
+from archiver.upload import ENDPOINT_ENV
 from archiver.warc.check import check_files
 from archiver.warc.megawarc import read_index
 
 PAPERS = ["2108.07258", "cs/0012007", "0906.5132", "hep-th/9901001"]
 SLUG = "papers"
 LEASE = 3.0  # seconds: the killed worker's item comes back quickly
-FAST_IA = UploadRetry(first_wait=0.01, max_wait=0.05, give_up_after=10, timeout=10, verify_wait=2, verify_poll=0.01)
+UPLOAD = {"collection": "test_collection", "metadata": {"title": "archiver distributed e2e"}}
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def tracker(request, tmp_path):
+def tracker(request, tmp_path, fake_ia, monkeypatch):
+    # The tracker publishes to the fake IA: endpoint from the environment, keys from it too (the fake_ia fixture).
+    monkeypatch.setenv(ENDPOINT_ENV, fake_ia.url)
     if request.param == "sqlite":
         with RealTracker(f"sqlite:///{tmp_path}/store", tmp_path) as server:
             yield server
@@ -56,7 +55,7 @@ def tracker(request, tmp_path):
 
 def test_volunteers_grab_every_item_exactly_once_despite_a_killed_worker_and_a_hostile_client(
         tracker, arxiv_site, fake_ia, tmp_path):
-    url = tracker.project(SLUG, PAPERS, arxiv_site.base_url, lease=LEASE, max_attempts=5)
+    url = tracker.project(SLUG, PAPERS, arxiv_site.base_url, lease=LEASE, max_attempts=5, upload=UPLOAD)
 
     hostile_client_changes_nothing(tracker)
 
@@ -87,9 +86,12 @@ def test_volunteers_grab_every_item_exactly_once_despite_a_killed_worker_and_a_h
     site = get_site("arxiv", SiteOptions(base_url=arxiv_site.base_url))
     assert check_files(accepted, site=site, items=[site.parse_target(p) for p in PAPERS]).ok
 
-    # packed into a megawarc holding each paper once, and the pack uploaded to the (fake) Internet Archive
+    # packed into a megawarc holding each paper once, and the pack published by the tracker to the (fake)
+    # Internet Archive in the same sweep
     r = tracker.admin("POST", f"/projects/{SLUG}/sweep", json={"force": True})
     assert r.status_code == 200 and len(r.json()["batches"]) == 1, r.text
+    published = r.json()["published"]
+    assert published["ok"] and len(published["packs"]) == 1, published
     [index] = (tracker.uploads / SLUG / "packs").glob("*.megawarc.json.gz")
     base = str(index)[:-len(".megawarc.json.gz")]
     warc, tar = Path(base + ".megawarc.warc.gz"), Path(base + ".megawarc.tar")
@@ -99,14 +101,17 @@ def test_volunteers_grab_every_item_exactly_once_despite_a_killed_worker_and_a_h
     assert check_files([warc]).ok
     assert abs_v1_captures(warc) == Counter(f"{p}v1" for p in PAPERS)
 
-    identifier = f"archiver-{SLUG}-e2e-{os.getpid()}-{time.time_ns() % 10**6}"
-    plan = plan_upload([warc, index], identifier, {"title": "archiver distributed e2e"},
-                       collection="test_collection", jobs=1)
-    report = upload(plan, credentials=Credentials(ACCESS, SECRET, "tests"), endpoint=fake_ia.url, retry=FAST_IA)
-    assert report.ok, report.summary()
+    [pack] = published["packs"]
+    identifier = pack["identifier"]
+    assert pack["pack"] == Path(base).name and identifier.startswith(f"archiver_{SLUG}_")
+    assert list(fake_ia.buckets) == [identifier]
     assert fake_ia.stored(identifier, warc.name) == warc.read_bytes()
     assert fake_ia.stored(identifier, index.name) == index.read_bytes()
-    assert fake_ia.metadata(identifier)["metadata"]["collection"] == "test_collection"
+    meta = fake_ia.metadata(identifier)["metadata"]
+    assert meta["collection"] == "test_collection" and meta["title"] == "archiver distributed e2e"
+    assert "4 arXiv papers" in meta["description"]
+    again = tracker.admin("POST", f"/projects/{SLUG}/sweep", json={"force": True}).json()["published"]
+    assert again["packs"] == [] and again["verified_earlier"] == 1  # published once
 
 
 # ---- the hostile client --------------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="batch accepted uploads for packing at this size (default 10GiB)")
     s.add_argument("--chunk-age", type=float, default=3600.0, metavar="SECONDS",
                    help="... or when the oldest has waited this long (default 3600)")
+    s.add_argument("--ia-endpoint", metavar="URL",
+                   help="publish packs to this S3-compatible endpoint instead of the Internet Archive (tests, "
+                        "staging; also ARCHIVER_IA_ENDPOINT). Packs go up only for projects with upload settings; "
+                        "keys come from IA_ACCESS_KEY/IA_SECRET_KEY or `ia configure`")
     s.add_argument("--workers", type=int, default=1, metavar="N",
                    help="tracker processes sharing the port and the store (default 1)")
     s.add_argument("--no-access-log", dest="access_log", action="store_false",
@@ -80,7 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     settings = {"uploads_dir": args.uploads, "public_url": args.public_url, "chunk_bytes": args.chunk_size,
-                "chunk_age": args.chunk_age}
+                "chunk_age": args.chunk_age, "ia_endpoint": args.ia_endpoint}
     # Built here even with --workers, so a bad store or token stops the command before any worker starts.
     app = create_app(args.store, token, **settings)
     options: dict = {"access_log": args.access_log}

@@ -9,11 +9,15 @@ before the body is read, so nothing changes).
     POST /admin/projects/{slug}/requeue          {"downloader"?, "claims": true, "failed": false}
     POST /admin/projects/{slug}/block            {"who": nick or IP};  .../unblock the same
     POST /admin/projects/{slug}/pause            hand out nothing;     .../resume
-    POST /admin/projects/{slug}/sweep            {"force": false}: batch accepted uploads for packing now
+    POST /admin/projects/{slug}/sweep            {"force": false}: batch accepted uploads for packing now, then
+                                                 publish the project's packs (when it has upload settings)
     GET  /admin/projects/{slug}/items/{name}     one item's record
 
 Item names go through the project's site module first: a list with any name it refuses adds nothing, and the
 answer lists the refusals. Names are queued in their canonical form (arxiv:2108.07258v2 -> 2108.07258).
+
+A project's `upload` ({"collection", "identifier", "metadata"}, checked by archiver.tracker.projects) sends its
+packs to the Internet Archive; null or absent keeps them on disk. An update replaces the whole `upload` object.
 """
 
 from __future__ import annotations
@@ -28,19 +32,31 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from archiver.errors import UsageError
 from archiver.queue import ItemState, QueueError, UnknownItem
 from archiver.tracker.projects import Project
 from archiver.tracker.protocol import Refusal, Tracker
+from archiver.tracker.publish import PublishingTarget
 from archiver.tracker.uploads import UploadTarget
 from archiver.tracker.web import ADMIN_LIMIT, JSON_LIMIT, documented, parse_model, read_body, read_model
 
 PROBLEMS_SHOWN = 50
 _COMMENT = re.compile(r"\s+#")
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+class UploadToIA(BaseModel):
+    model_config = ConfigDict(extra="allow")  # other keys reach the project's own check, which names them
+
+    collection: str | None = Field(None, description="Internet Archive collection of the items, e.g. "
+                                                     "archiveteam_myproject (you need the right to upload to it)")
+    identifier: str | None = Field(None, description="item identifier template of {project}, {timestamp} and "
+                                                     "{rand8}; default archiver_{project}_{timestamp}_{rand8}")
+    metadata: dict[str, str | list[str]] | None = Field(None, description="item metadata on top of what is "
+                                                                          "generated, e.g. {\"subject\": \"physics\"}")
 
 
 class ProjectSettings(BaseModel):
@@ -55,6 +71,8 @@ class ProjectSettings(BaseModel):
     max_upload: int | None = Field(None, description="bytes per uploaded file")
     paused: bool | None = None
     extra: dict[str, Any] | None = Field(None, description="keys added to every request answer")
+    upload: UploadToIA | None = Field(None, description="send the project's packs to the Internet Archive, one "
+                                                        "item per pack (null: keep them on disk)")
 
 
 class ItemList(BaseModel):
@@ -165,14 +183,17 @@ def admin_router(tracker: Tracker, uploads: UploadTarget, token: str) -> APIRout
         router.add_api_route(f"/projects/{{slug}}/{action}", make_pause(), methods=["POST"],
                              summary="Stop handing out items" if paused else "Hand out items again")
 
-    @router.post("/projects/{slug}/sweep", summary="Batch accepted uploads and hand them to packing now",
+    @router.post("/projects/{slug}/sweep", summary="Batch accepted uploads for packing, then publish the packs",
                  openapi_extra=documented(Sweep))
     async def sweep(slug: str, request: Request) -> dict[str, Any]:
         body = await read_model(request, Sweep)
 
         def run() -> dict[str, Any]:
             existing(slug)
-            return {"batches": [p.name for p in uploads.sweep([slug], force=body.force)]}
+            if not isinstance(uploads, PublishingTarget):
+                return {"batches": [p.name for p in uploads.sweep([slug], force=body.force)]}
+            batches, published = uploads.sweep_and_publish([slug], force=body.force)
+            return {"batches": [p.name for p in batches], "published": published[slug].to_dict()}
         return await run_in_threadpool(run)
 
     @router.get("/projects/{slug}/items/{name:path}", summary="One item's record")

@@ -3,6 +3,10 @@
 Projects are kept in the tracker's store as JSON (archiver.tracker.state), so every tracker process behind a load
 balancer reads the same configuration. `Project.from_mapping` is the one place input is checked: an admin's
 request body and a stored record go through it alike.
+
+`upload` says where the project's packs go on the Internet Archive (archiver.tracker.publish), with a manifest's
+`upload` settings and their checks: {"collection", "identifier" (a template of {project}, {timestamp},
+{rand8}), "metadata"}. Without it (null, the default) packs stay on disk in <uploads>/<slug>/packs/.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
 from archiver.errors import ArchiverError, TargetError, UsageError
+from archiver.manifest import UPLOAD, UploadSettings
 from archiver.queue import DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS
 from archiver.sites import get_site, site_names
+from archiver.upload.identifiers import run_identifier
+from archiver.upload.metadata import check_key
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # Words a slug cannot be, because they are paths of the tracker itself.
@@ -44,6 +52,7 @@ class Project:
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes per file the upload target accepts
     paused: bool = False  # hand out nothing (done, fail and uploads still work)
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys added to every `request` answer
+    upload: UploadSettings | None = None  # Internet Archive item settings for its packs; None: packs stay on disk
 
     @classmethod
     def from_mapping(cls, slug: str, data: Mapping[str, Any], base: Project | None = None) -> Project:
@@ -86,6 +95,14 @@ class Project:
             json.dumps(dict(self.extra))
         except (TypeError, ValueError) as e:
             raise ProjectError(f"extra must be JSON: {e}") from None
+        if self.upload is not None:
+            # The template passed alone; with this slug (up to 63 characters) it must still fit IA's 100.
+            try:
+                run_identifier(self.slug, self.upload.identifier, now=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                               rand8="abcd1234")
+            except UsageError as e:
+                raise ProjectError(f"upload.identifier {self.upload.identifier!r} does not work for project "
+                                   f"{self.slug!r}: {e}") from None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self) | {"extra": dict(self.extra)}, sort_keys=True)
@@ -142,6 +159,8 @@ def _convert(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ProjectError(f"paused must be true or false, not {value!r}")
         return value
+    if key == "upload":
+        return None if value is None else _upload(value)
     if key == "extra":
         if not isinstance(value, Mapping):
             raise ProjectError(f"extra must be a JSON object of keys added to each answer, not {value!r}")
@@ -151,6 +170,58 @@ def _convert(key: str, value: Any) -> Any:
             raise ProjectError(f"{key} must be text, not {value!r}")
         return value.strip()
     return value
+
+
+_UPLOAD_KEYS = ("collection", "identifier", "metadata")
+
+
+def _upload(value: Any) -> UploadSettings:
+    """A manifest's upload settings from JSON, checked by the manifest's own rules (archiver.manifest.UPLOAD)."""
+    if isinstance(value, UploadSettings):
+        value = dataclasses.asdict(value)
+    if not isinstance(value, Mapping):
+        raise ProjectError(f"upload must be a JSON object such as {{\"collection\": \"my_collection\"}}, or null "
+                           f"to keep packs on disk, not {value!r}")
+    if value.get("max_pack_size") is not None:
+        # Kept by the dataclass for runs; here a pack is one batch, cut at the tracker's --chunk-size.
+        raise ProjectError("upload.max_pack_size is not a tracker setting: each batch of accepted uploads becomes "
+                           "one pack, cut at `archiver tracker serve --chunk-size`")
+    unknown = sorted(set(value) - set(_UPLOAD_KEYS) - {"max_pack_size"})
+    if unknown:
+        raise ProjectError(f"unknown upload setting {', '.join(map(repr, unknown))} (known: "
+                           f"{', '.join(_UPLOAD_KEYS)})")
+    fields: dict[str, Any] = {}
+    for key in ("identifier", "collection"):
+        if value.get(key) is not None:
+            try:
+                fields[key] = UPLOAD[key].check(value[key])
+            except ValueError as e:
+                raise ProjectError(f"upload.{key}: {e} (expected {UPLOAD[key].expected})") from None
+    fields["metadata"] = _metadata(value.get("metadata"))
+    return UploadSettings(**fields)  # the identifier template defaults as in a manifest
+
+
+def _metadata(value: Any) -> dict[str, str | list[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ProjectError(f"upload.metadata must be a JSON object of metadata names to text, not {value!r}")
+    out: dict[str, str | list[str]] = {}
+    for key, v in value.items():
+        if key == "identifier":
+            raise ProjectError("upload.metadata: the identifier is made from upload.identifier (a template), not "
+                               "given as metadata")
+        try:
+            check_key(key, "upload.metadata")
+        except UsageError as e:
+            raise ProjectError(str(e)) from None
+        if isinstance(v, str) and v.strip():
+            out[key] = v
+        elif isinstance(v, list) and v and all(isinstance(x, str) and x.strip() for x in v):
+            out[key] = list(v)
+        else:
+            raise ProjectError(f"upload.metadata.{key}: {v!r} is not text (expected text or a list of text)")
+    return out
 
 
 def parse_version(text: str, what: str) -> Version:

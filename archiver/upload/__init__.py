@@ -6,8 +6,11 @@
     report.ok, report.files, report.problems
 
 Modules: identifiers (IA's rules, run identifiers), credentials, endpoint (IA or a local/staging stand-in, at
-the requests adapter seam), metadata (what the WARCs hold, in words), plan, ia (send and verify), report, runs
-(pack a run and upload each pack, recorded in the run state only once verified: `archiver.upload.runs`).
+the requests adapter seam), metadata (what the WARCs hold, in words), plan, ia (send and verify), report, packs
+(upload megawarc packs one item each, with a ledger that records each pack's identifier before anything is sent
+and marks it only once verified: `archiver.upload.packs`), runs (pack a run and upload its packs through that,
+the ledger in the run state: `archiver.upload.runs`); the tracker publishes its packs the same way
+(`archiver.tracker.publish`).
 """
 
 from archiver.upload.credentials import Credentials, CredentialsMissing, load_credentials

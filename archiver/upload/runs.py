@@ -1,66 +1,34 @@
 """Uploading a run: pack its finished items into megawarcs, send each pack to an item of its own, and record a
 pack as uploaded in the run state only once IA's listing of the item matches it.
 
-The run state (DIR/state.sqlite) gets a table of ours, `uploads`: one row per pack, written with the pack's
-identifier *before* anything is sent, and marked verified only after verification. So a run killed anywhere
-resumes right: an unverified row is uploaded again to the same item, where every file IA already holds with
-the same MD5 is skipped (nothing is sent twice) and whatever is missing or different is sent; then it is
-verified and marked. A pack never gets a second item, and a pack with no verified row is never forgotten.
+The run state (DIR/state.sqlite) holds the ledger of archiver.upload.packs (table `uploads`): one row per pack,
+written with the pack's identifier *before* anything is sent, and marked verified only after verification. So a
+run killed anywhere resumes right: an unverified row is uploaded again to the same item, where every file IA
+already holds with the same MD5 is skipped (nothing is sent twice) and whatever is missing or different is sent;
+then it is verified and marked. A pack never gets a second item, and a pack with no verified row is never
+forgotten.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from archiver.errors import ArchiverError, UsageError
-from archiver.faults import crash_point
 from archiver.manifest import UploadSettings
 from archiver.upload.credentials import Credentials, load_credentials
-from archiver.upload.ia import RetryPolicy, upload
-from archiver.upload.identifiers import run_identifier
+from archiver.upload.ia import RetryPolicy
 from archiver.upload.metadata import read_run_info
-from archiver.upload.plan import plan_upload
-from archiver.upload.report import UploadListener, UploadReport
+from archiver.upload.packs import Pack, PackUpload, UploadLedger, pack_files, upload_packs
+from archiver.upload.report import UploadListener
+
+__all__ = ["DEFAULT_MAX_PACK_SIZE", "PackUpload", "RunUploadReport", "upload_run", "uploaded_packs"]  # PackUpload: from packs
 
 DEFAULT_MAX_PACK_SIZE = 5 * 1024**3  # bytes of WARCs per pack: items of a few GiB, as Archive Team's are
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS uploads (
-    pack TEXT PRIMARY KEY,          -- the pack's name, as the packs table knows it
-    identifier TEXT NOT NULL,       -- its item, chosen once, before anything is sent
-    started REAL NOT NULL,
-    verified_at REAL,               -- NULL until IA's listing matched every file
-    files TEXT                      -- JSON [{name, size, md5}] as verified
-)"""
-
-
-@dataclass
-class PackUpload:
-    pack: str
-    identifier: str
-    report: UploadReport | None = None
-    error: str | None = None  # what stopped it before or instead of a report
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.report is not None and self.report.ok
-
-    def line(self) -> str:
-        if self.error:
-            return f"{self.pack} -> {self.identifier}: FAILED: {self.error}"
-        r = self.report
-        assert r is not None
-        state = "verified" if r.ok else "NOT verified"
-        sent = sum(1 for f in r.files if f.status == "uploaded")
-        held = sum(1 for f in r.files if f.status == "skipped")
-        return f"{self.pack} -> {self.identifier}: {state} ({sent} files sent, {held} already there)"
 
 
 @dataclass
@@ -136,34 +104,17 @@ def upload_run(run_dir: str | os.PathLike[str], settings: UploadSettings, projec
         report.held_back = waiting
 
     queue = SqliteQueue(state)
-    db = _open(state)
+    ledger = UploadLedger(state)  # the run state holds the ledger: one file to keep, back up and move
     try:
         info = read_run_info(run, project=project, manifest=manifest)
-        for pack in queue.packs():
-            row = db.execute("SELECT identifier, verified_at FROM uploads WHERE pack = ?", (pack.name,)).fetchone()
-            if row is not None and row[1] is not None:
-                report.earlier.append(pack.name)
-                continue
-            identifier = row[0] if row is not None else _choose_identifier(db, pack.name, settings, project)
-            attempt = PackUpload(pack.name, identifier)
-            report.uploads.append(attempt)
-            try:
-                files = _pack_files(run, pack.name) + ([info.manifest] if info and info.manifest else [])
-                plan = plan_upload(files, identifier, settings.metadata, collection=settings.collection, jobs=jobs,
-                                   run=info, items=len(pack.items) or None)
-                attempt.report = upload(plan, credentials=credentials, endpoint=endpoint, retry=retry,
-                                        listener=listener)
-            except ArchiverError as e:
-                attempt.error = str(e)
-            if not attempt.ok:
-                break
-            crash_point("upload-run-before-mark")
-            with db:
-                db.execute("UPDATE uploads SET verified_at = ?, files = ? WHERE pack = ?",
-                           (time.time(), json.dumps([{"name": f.name, "size": f.size, "md5": f.md5}
-                                                     for f in plan.files]), pack.name))
+        extra = [info.manifest] if info and info.manifest else []  # the manifest goes beside every pack
+        packs = [Pack(p.name, functools.partial(_pack_files, run, p.name, extra), len(p.items) or None)
+                 for p in queue.packs()]
+        done = upload_packs(packs, ledger, settings, project, run=info, credentials=credentials, endpoint=endpoint,
+                            retry=retry, listener=listener, jobs=jobs)
+        report.uploads, report.earlier = done.uploads, done.earlier
     finally:
-        db.close()
+        ledger.close()
         queue.close()
     report.elapsed = time.monotonic() - started
     return report
@@ -173,43 +124,16 @@ def uploaded_packs(run_dir: str | os.PathLike[str]) -> dict[str, tuple[str, floa
     """pack -> (identifier, verified_at or None) for every pack an upload has started, from the run state."""
     from archiver.queue import STATE_FILE
 
-    db = _open(Path(run_dir) / STATE_FILE)
-    try:
-        return {pack: (identifier, verified) for pack, identifier, verified in
-                db.execute("SELECT pack, identifier, verified_at FROM uploads ORDER BY started, pack")}
-    finally:
-        db.close()
+    with UploadLedger(Path(run_dir) / STATE_FILE) as ledger:
+        return ledger.all()
 
 
-def _open(state: Path) -> sqlite3.Connection:
-    """Our own connection to the run state (the queue module knows nothing of uploads): WAL is already on."""
-    try:
-        db = sqlite3.connect(str(state), timeout=30.0)
-        with db:
-            db.execute(_SCHEMA)
-    except sqlite3.Error as e:
-        raise ArchiverError(f"cannot record uploads in {state}: {e}") from e
-    return db
-
-
-def _choose_identifier(db: sqlite3.Connection, pack: str, settings: UploadSettings, project: str) -> str:
-    """A fresh identifier for `pack`, recorded before anything is sent so a resumed upload uses the same one."""
-    identifier = run_identifier(project, settings.identifier, now=datetime.now(timezone.utc))
-    with db:
-        # OR IGNORE, then read back: two uploaders of one run agree on the first identifier recorded.
-        db.execute("INSERT OR IGNORE INTO uploads (pack, identifier, started) VALUES (?, ?, ?)",
-                   (pack, identifier, time.time()))
-        return db.execute("SELECT identifier FROM uploads WHERE pack = ?", (pack,)).fetchone()[0]
-
-
-def _pack_files(run: Path, pack: str) -> list[Path]:
-    from archiver.warc.megawarc import paths_of
-
-    warc, tar, index = paths_of(run / "packs" / pack)
-    if not (warc.is_file() and index.is_file()):
+def _pack_files(run: Path, pack: str, extra: list[Path]) -> list[Path]:
+    files = pack_files(run / "packs" / pack)
+    if files is None:
         raise ArchiverError(f"pack {pack} is recorded in the run state but its files are not in {run / 'packs'} "
                             "(packed with `archiver pack -o` elsewhere?); move them there and run again")
-    return [warc] + ([tar] if tar.is_file() and tar.stat().st_size else []) + [index]
+    return files + extra
 
 
 def _unpacked_bytes(queue: Any) -> int:
