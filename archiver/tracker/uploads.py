@@ -313,8 +313,8 @@ class UploadTarget:
 
 def pack_batch(slug: str, batch: Path) -> None:
     """The default hand-off: pack the batch into megawarcs in <slug>/packs/ (checking every file again), then
-    remove the batch, whose bytes the megawarc now holds. Uploading packs to the Internet Archive is the
-    uploader's job (archiver.upload), which reads <slug>/packs/."""
+    remove the batch, whose bytes the megawarc now holds. Sending packs to the Internet Archive follows in the
+    same sweep, for projects with upload settings (archiver.tracker.publish reads <slug>/packs/)."""
     from archiver.warc.megawarc import pack_run
 
     packs = batch.parent.parent / "packs"
