@@ -21,56 +21,31 @@ from pathlib import Path
 
 import pytest
 import requests
-import uvicorn
+from fixtures.tracker_server import TOKEN, TrackerServer
 from queue_contract import ManualClock  # tests/ is on sys.path (conftest.py)
 from warc_factory import capture, serialise, warcinfo
 
 from archiver.tracker.app import create_app
 from archiver.tracker.uploads import UploadTarget
 
-TOKEN = "test-admin-token-0123456789abcdef"
+__all__ = ["TOKEN", "Server"]  # the other tracker tests import them from here
 VERSION = "20240101.10"
 _slugs = itertools.count(1)
 
 
-class Server:
-    """A tracker served by uvicorn on a free loopback port, and the calls tests make to it."""
+class Server(TrackerServer):
+    """The tracker on a manual clock, batching every accepted upload (chunk_bytes=1) into a hand-off that only
+    notes what it got, and the calls tests make to it."""
 
     def __init__(self, store_url: str, root: Path) -> None:
         self.clock = ManualClock(time.time())
-        self.uploads = root / "uploads"
         self.handoffs: list[tuple[str, Path, list[str]]] = []
-        self.app = create_app(store_url, TOKEN, uploads_dir=self.uploads, sweep_interval=None, chunk_bytes=1,
-                              handoff=self._handoff, clock=self.clock)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.http = requests.Session()
+        super().__init__(store_url, root, chunk_bytes=1, handoff=self._handoff, clock=self.clock)
 
     def _handoff(self, slug: str, batch: Path) -> None:
         self.handoffs.append((slug, batch, sorted(p.name for p in batch.iterdir())))
 
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the tracker did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.http.close()
-
     # ---- calls ---------------------------------------------------------------------------------------------
-    def admin(self, method: str, path: str, token: str | None = TOKEN, **kw) -> requests.Response:
-        headers = kw.pop("headers", {}) | ({"Authorization": f"Bearer {token}"} if token else {})
-        return self.http.request(method, self.base + "/admin" + path, headers=headers, **kw)
-
     def project(self, items: list[str] = (), **settings) -> str:
         slug = f"p{next(_slugs)}"
         r = self.admin("PUT", f"/projects/{slug}", json={"site": "arxiv", "min_version": "20240101.01"} | settings)
@@ -95,14 +70,6 @@ class Server:
     def done(self, slug: str, item: str, who: str = "alice", **extra) -> requests.Response:
         return self.post(f"/{slug}/done", {"downloader": who, "version": VERSION, "item": item,
                                            "bytes": {"data": 1000}, "id": {"pipeline_hash": "abc"}} | extra)
-
-    def item(self, slug: str, name: str) -> dict:
-        r = self.admin("GET", f"/projects/{slug}/items/{name}")
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def counts(self, slug: str) -> dict:
-        return self.admin("GET", f"/projects/{slug}").json()["counts"]
 
     def snapshot(self, slug: str) -> dict:
         """Everything the admin can see of a project, to prove a refused call changed nothing."""

@@ -12,19 +12,18 @@ import fcntl
 import hashlib
 import json
 import os
-import socket
 import threading
 from pathlib import Path
 
 import pytest
 import requests
-import uvicorn
-from test_worker import TOKEN, RealTracker
+from fixtures.tracker_server import TOKEN
+from test_worker import RealTracker
 from warc_factory import capture, serialise, warcinfo
 
 from archiver.cli import main
 from archiver.tracker import TOKEN_ENV
-from archiver.tracker.app import SETTINGS_ENV, app_from_environment, create_app
+from archiver.tracker.app import SETTINGS_ENV, app_from_environment
 from archiver.tracker.projects import Project
 from archiver.tracker.publish import LEDGER_FILE, LOCK_FILE, Publisher
 from archiver.upload import RetryPolicy
@@ -39,18 +38,7 @@ FAIL_FAST = RetryPolicy(first_wait=0.01, max_wait=0.05, give_up_after=0, timeout
 
 
 class PublishingTracker(RealTracker):
-    """RealTracker (tests/test_worker.py) with create_app's Internet Archive options."""
-
-    def __init__(self, store_url: str, root: Path, **options) -> None:
-        self.uploads = root / "uploads"
-        app = create_app(store_url, TOKEN, uploads_dir=self.uploads, sweep_interval=None, **options)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.http = requests.Session()
+    """RealTracker (tests/test_worker.py), given create_app's Internet Archive options, and its sweeps and ledger."""
 
     def sweep(self, slug: str) -> dict:
         r = self.admin("POST", f"/projects/{slug}/sweep", json={"force": True})

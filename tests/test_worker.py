@@ -25,13 +25,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
-import uvicorn
+from fixtures.tracker_server import TrackerServer
 from grabbing import ROOT
 
 from archiver.cli import main
 from archiver.errors import UsageError
-from archiver.tracker.app import create_app
 from archiver.worker import (
     Backoff,
     RetryPolicy,
@@ -46,7 +44,6 @@ from archiver.worker import (
     validate_nick,
 )
 
-TOKEN = "worker-test-admin-token-0123456789"
 PAPERS = ["2108.07258", "hep-th/9901001", "cs/0012007"]
 
 
@@ -120,36 +117,8 @@ def fake_tracker():
     server.close()
 
 
-class RealTracker:
+class RealTracker(TrackerServer):
     """Our tracker (both stores) on uvicorn with the real clock, and the admin calls tests make."""
-
-    def __init__(self, store_url: str, root: Path) -> None:
-        self.uploads = root / "uploads"
-        app = create_app(store_url, TOKEN, uploads_dir=self.uploads, sweep_interval=None)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.http = requests.Session()
-
-    def __enter__(self) -> RealTracker:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the tracker did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.http.close()
-
-    def admin(self, method: str, path: str, **kw) -> requests.Response:
-        return self.http.request(method, f"{self.base}/admin{path}", headers={"Authorization": f"Bearer {TOKEN}"},
-                                 **kw)
 
     def project(self, slug: str, items: list[str], site_url: str, **settings) -> str:
         """A project grabbing `items` from the arXiv-like site at `site_url`; returns the worker's --tracker."""
@@ -158,12 +127,6 @@ class RealTracker:
         assert r.status_code == 201, r.text
         assert self.admin("POST", f"/projects/{slug}/items", json={"items": items}).status_code == 200
         return f"{self.base}/{slug}"
-
-    def item(self, slug: str, name: str) -> dict:
-        return self.admin("GET", f"/projects/{slug}/items/{name}").json()
-
-    def counts(self, slug: str) -> dict:
-        return self.admin("GET", f"/projects/{slug}").json()["counts"]
 
     def wait_for(self, what: Callable[[], bool], timeout: float = 30, why: str = "") -> None:
         deadline = time.monotonic() + timeout
