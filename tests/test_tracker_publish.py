@@ -131,6 +131,21 @@ def test_a_project_with_upload_settings_gets_its_pack_into_an_item_verified_once
     assert list(fake_ia.buckets) == [identifier]
 
 
+def test_the_scheduled_sweeper_publishes_in_the_background_while_batching_goes_on(tmp_path, arxiv_site, fake_ia):
+    options = {"ia_endpoint": fake_ia.url, "ia_retry": FAIL_FAST, "sweep_interval": 0.2, "chunk_age": 0}
+    with PublishingTracker(f"sqlite:///{tmp_path}/store", tmp_path, **options) as tracker:
+        tracker.project("papers", PAPERS, arxiv_site.base_url, upload=UPLOAD)
+        tracker.project("other", ["1706.03762"], arxiv_site.base_url)  # no upload settings: packed only
+        hand_in(tracker, "papers")
+        tracker.wait_for(lambda: len(fake_ia.buckets) == 1 and all(v[1] for v in tracker.ledger("papers").values()),
+                         why="the sweeper to pack and publish on its own")
+        [identifier] = fake_ia.buckets
+        assert identifier.startswith("tracker-papers-")
+        assert {f["name"] for f in fake_ia.metadata(identifier)["files"] if f.get("source") == "original"} == {
+            p.name for p in packs_on_disk(tracker, "papers") if not p.name.endswith(".tar")}
+        assert not (tracker.uploads / "other" / "ia-uploads.sqlite").exists()
+
+
 def test_a_failed_upload_keeps_the_pack_and_the_next_sweep_finishes_it_in_the_same_item(tracker, arxiv_site,
                                                                                         fake_ia):
     tracker.project("papers", PAPERS, arxiv_site.base_url, upload=UPLOAD)

@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,14 +141,36 @@ class PublishingTarget(UploadTarget):
     def __init__(self, root: str | os.PathLike[str], publisher: Publisher, **options: Any) -> None:
         super().__init__(root, **options)
         self.publisher = publisher
+        self._publishing: threading.Thread | None = None
 
     def sweep(self, slugs: list[str], *, force: bool = False) -> list[Path]:
-        return self.sweep_and_publish(slugs, force=force)[0]
+        """UploadTarget.sweep, then publishing in a thread of its own (the scheduled sweeper's path): sending a
+        pack can take hours, and meanwhile every project's held uploads must still be settled and batched. A
+        publish still running from an earlier sweep is left to finish; the next sweep starts the next one."""
+        batches = super().sweep(slugs, force=force)
+        if self._publishing is None or not self._publishing.is_alive():
+            self._publishing = threading.Thread(target=self._publish_all, args=(list(slugs),), daemon=True,
+                                                name="ia-publisher")
+            self._publishing.start()
+        return batches
+
+    def _publish_all(self, slugs: list[str]) -> None:
+        for slug in slugs:
+            try:
+                self.publisher.publish(slug)  # logs what it did
+            except Exception:  # one project's trouble (the store, a full disk) must not stop the others
+                log.exception("publishing the packs of %s failed; they stay in packs/", slug)
+
+    def wait_for_publishing(self, timeout: float | None = None) -> None:
+        """Wait for a background publish to end (shutdown; tests)."""
+        if self._publishing is not None:
+            self._publishing.join(timeout)
 
     def sweep_and_publish(self, slugs: list[str], *,
                           force: bool = False) -> tuple[list[Path], dict[str, Published]]:
-        """UploadTarget.sweep, then publish each project: the batches handed off, and what each publish did."""
-        batches = super().sweep(slugs, force=force)
+        """UploadTarget.sweep, then publish each project, waiting for it (an admin's sweep, which answers with
+        what was published): the batches handed off, and what each publish did."""
+        batches = UploadTarget.sweep(self, slugs, force=force)
         published = {}
         for slug in slugs:
             try:
