@@ -20,7 +20,7 @@ from archiver.crawl.crawler import CrawlConfig, Crawler, CrawlOutcome, CrawlStat
 from archiver.crawl.worker import WorkerConfig
 from archiver.errors import UsageError
 from archiver.sites import detect_site, get_site
-from archiver.sites.base import Item, SiteOptions
+from archiver.sites.base import ROBOTS_OBEY, Item, SiteOptions
 
 _ROOT_MARKERS = ("/abs/", "/pdf/", "/html/", "/src/")
 
@@ -36,6 +36,7 @@ class GrabOptions:
     recursive: bool = False
     depth: int | None = None
     ignore: tuple[str, ...] = ()
+    robots: str = ROBOTS_OBEY  # generic: "obey" each host's robots.txt, or "ignore" it
     warc_max_size: int = 5 * 1024**3
     compress_level: int = 6
     max_size: int | None = None
@@ -98,7 +99,7 @@ def plan(targets: list[str], options: GrabOptions) -> list[tuple[str, SiteOption
 def site_options(options: GrabOptions, base_url: str | None) -> SiteOptions:
     return SiteOptions(base_url=base_url, include_source=options.include_source, recursive=options.recursive,
                        depth=options.depth, ignore=tuple(options.ignore), delay=options.delay,
-                       concurrency=options.concurrency, extra=dict(options.extra))
+                       concurrency=options.concurrency, robots=options.robots, extra=dict(options.extra))
 
 
 def worker_config(site_name: str, site_opts: SiteOptions, options: GrabOptions, prefix: str,

@@ -23,7 +23,7 @@ import yaml
 
 from archiver.errors import UsageError
 from archiver.sites import get_site, site_names
-from archiver.sites.base import Item, SiteOptions
+from archiver.sites.base import ROBOTS_MODES, Item, SiteOptions
 
 PROJECT_RE = re.compile(r"^[a-z0-9-]+$")
 IDENTIFIER_FIELDS = ("project", "timestamp", "rand8")
@@ -163,6 +163,14 @@ def _identifier_template(v: Any) -> str:
     return v
 
 
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in allowed:
+            raise ValueError(f"{v!r} is not one of {', '.join(allowed)}")
+        return v
+    return check
+
+
 def _collection(v: Any) -> str:
     if not isinstance(v, str) or not _IA_IDENTIFIER.match(v):
         raise ValueError(f"{v!r} is not a collection identifier")
@@ -193,6 +201,7 @@ OPTIONS: dict[str, _Field] = {
     "max_attempts": _Field(_integer(1), "attempts per item before it counts as failed, a whole number >= 1"),
     "verify_tls": _Field(_boolean, "true or false"),
     "ignore": _Field(lambda v: v, "a list of regular expressions"),  # checked element by element
+    "robots": _Field(_choice(*ROBOTS_MODES), "obey (robots.txt is fetched and obeyed) or ignore"),
 }
 UPLOAD: dict[str, _Field] = {
     "identifier": _Field(_identifier_template,

@@ -56,6 +56,22 @@ def test_keep_alive_reuses_one_connection(client, arxiv_site):
     assert arxiv_site.connections_opened - before == 1
 
 
+def test_crawl_log_lines_written_before_the_first_file_opens_reach_it_and_do_not_repeat(client, arxiv_site,
+                                                                                        tmp_path):
+    w = writer_in(tmp_path, max_size=1)  # every capture rotates to a new file
+    w.log({"url": "http://127.0.0.2:9/x", "error": "connection refused"})  # a failure before any capture
+    w.write_exchange(client.fetch(arxiv_site.url("/abs/2108.07258")))
+    w.log({"url": "second"})
+    w.write_exchange(client.fetch(arxiv_site.url("/abs/1706.03762")))
+    w.finish()
+    logs = []
+    for path in w.finished:
+        with open(path, "rb") as f:
+            logs += [r.content_stream().read().decode() for r in ArchiveIterator(f) if r.rec_type == "resource"]
+    assert len(logs) == 2 and "connection refused" in logs[0] and "second" in logs[1]
+    assert "connection refused" not in logs[1]
+
+
 def test_writer_writes_request_before_response_with_one_capture_date(client, arxiv_site, tmp_path):
     w = writer_in(tmp_path)
     ex = client.fetch(arxiv_site.url("/pdf/2108.07258v2"))

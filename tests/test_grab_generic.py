@@ -47,8 +47,9 @@ def site(tmp_path):
 def test_without_recursion_only_the_page_and_its_requisites(site, tmp_path):
     run = grab(tmp_path / "out", site.base + "/docs/index.html")
     assert run.code == 0, run.stdout + run.stderr
+    # robots.txt too (here a 404), fetched before the requisites, which it could rule out (as wget -p does)
     assert set(run.responses()) == {site.base + p for p in ("/docs/index.html", "/docs/site.css", "/docs/bg.png",
-                                                            "/img/logo.png")}
+                                                            "/img/logo.png", "/robots.txt")}
 
 
 def test_recursion_stays_under_the_start_path_and_fetches_each_url_once(site, tmp_path):

@@ -10,6 +10,7 @@ import time
 from archiver import DEFAULT_USER_AGENT
 from archiver.errors import UsageError
 from archiver.sites import site_names
+from archiver.sites.base import ROBOTS_MODES, ROBOTS_OBEY
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
 
@@ -65,6 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=_positive(int), metavar="N", help="with --recursive: link depth limit")
     p.add_argument("--ignore", action="append", default=[], metavar="REGEX",
                    help="never fetch URLs matching REGEX (repeatable)")
+    p.add_argument("--robots", choices=ROBOTS_MODES, default=ROBOTS_OBEY,
+                   help="generic: 'obey' (default, as wget and Heritrix) fetches each host's robots.txt first, "
+                        "records it, skips links and requisites it disallows (URLs you give are always fetched) "
+                        "and honours its Crawl-delay; 'ignore' does not consult it (as grab-site, for dying sites)")
     p.add_argument("--ignore-file", action="append", default=[], metavar="FILE",
                    help="a file of ignore regexes, one per line, # comments (grab-site's ignore sets)")
     p.add_argument("--warc-max-size", type=parse_size, default=5 * 1024**3, metavar="BYTES",
@@ -129,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     options = GrabOptions(
         site=args.site, out_dir=args.out_dir, delay=args.delay, concurrency=args.concurrency,
         user_agent=args.user_agent, include_source=args.include_source, recursive=args.recursive,
-        depth=args.depth, ignore=tuple(ignore), warc_max_size=args.warc_max_size,
+        depth=args.depth, ignore=tuple(ignore), robots=args.robots, warc_max_size=args.warc_max_size,
         compress_level=args.compress_level, max_size=args.max_size, timeout=args.timeout,
         max_time=args.max_time, tries=max(1, args.tries), verify_tls=not args.no_check_certificate,
         log_json=args.log_json, operator=args.operator, prefix=args.prefix, command_line=command_line(),

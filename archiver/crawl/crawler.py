@@ -8,6 +8,15 @@ Two ways to use it:
 - a grab: a fixed list of items, all recorded into shared files spread over the workers (both cores busy);
 - a bulk run: items arrive from `feed` while others finish; each item is pinned to one worker and gets its own
   WARC files, finished as soon as the item's last URL is done and handed to `on_item_done`.
+
+robots.txt (when the site module obeys it, `Site.obeys_robots_txt`): the first URL that comes up for an origin
+(scheme, host, port) starts a fetch of its /robots.txt, dispatched like any URL (host politeness, retries,
+back-off) and recorded in the WARC; that origin's URLs wait in `_Robots.held` meanwhile, other hosts go on.
+Once it is parsed, start URLs (and their redirects) go ahead whatever it says, other URLs it disallows are
+skipped and logged, and its Crawl-delay raises the host's delay. The rules are kept for the crawl (24 h at
+most, RFC 9309 §2.4), so in a bulk run robots.txt is fetched once per origin, not once per item, and its records
+are in the WARC of the item that first needed it: a run of thousands of single pages on one host would
+otherwise double its requests, and a WARC needs no robots.txt to be replayed.
 """
 
 from __future__ import annotations
@@ -18,17 +27,28 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import wait
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from archiver.crawl.links import normalise
 from archiver.crawl.politeness import HostState
+from archiver.crawl.robots import (
+    MAX_CRAWL_DELAY,
+    MAX_ROBOTS_REDIRECTS,
+    ROBOTS_MAX_AGE,
+    RobotsRules,
+    Rule,
+    origin_of,
+    parse_robots,
+    path_of,
+    product_token,
+)
 from archiver.crawl.worker import FetchResult, Task, WorkerConfig, worker_main
 from archiver.errors import ArchiverError
 from archiver.sites import get_site
-from archiver.sites.base import BACKOFF, REDIRECT, REQUISITE, SEED, Item
+from archiver.sites.base import BACKOFF, REDIRECT, REQUISITE, ROBOTS, SEED, Item
 
 MAX_REDIRECTS = 20
 PREFETCH = 4  # tasks waiting inside each worker when politeness allows it
@@ -43,6 +63,7 @@ class _Pending:
     referer: str | None
     redirects: int = 0
     attempts: int = 0
+    robots_for: str | None = None  # ROBOTS: the origin whose rules this fetch decides (redirects may leave it)
 
 
 @dataclass
@@ -104,6 +125,19 @@ class ItemDone:
     index: dict[str, list[tuple]] = field(default_factory=dict)  # its WARCs' index facts
 
 
+class _Robots:
+    """One origin's robots.txt in this crawl: its rules once known, and the URLs waiting for them."""
+
+    __slots__ = ("origin", "rules", "fetched", "held", "why")
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.rules: RobotsRules | None = None  # None: being fetched
+        self.fetched = 0.0  # monotonic time the rules were decided
+        self.held: list[_Pending] = []  # the origin's URLs that came up while it was fetched
+        self.why = ""  # how the rules were decided: "HTTP 200", "HTTP 404: no robots.txt", ...
+
+
 class _ItemState:
     __slots__ = ("item", "pending", "urls", "worker", "writer", "finishing", "host")
 
@@ -145,6 +179,11 @@ class Crawler:
         self._alive: set[int] = set()
         self._conns: list = []
         self.index: dict[str, list[tuple]] = {}
+        self._obeys_robots = self.site.obeys_robots_txt()
+        self._robots_token = product_token(config.worker.user_agent)
+        self.robots: dict[str, _Robots] = {}  # origin -> its robots.txt
+        self._robots_skipped: set[str] = set()  # seen keys already skipped (and logged) as disallowed
+        self._result_worker: int | None = None  # the worker whose result is being handled (for crawl-log lines)
 
     # ---- items -----------------------------------------------------------------------------------------------
     def _add_item(self, item: Item) -> None:
@@ -194,21 +233,191 @@ class Crawler:
             if reason:
                 self.stats.skipped[reason] += 1
                 return
+            if self._robots_disallow(p):
+                return  # not added to `seen`: the same URL may still come up as another item's start URL
             self.seen.add(key)
-        host = (urlsplit(p.url).hostname or "").lower()
-        state = self.hosts.get(host)
-        if state is None:
-            state = self.hosts[host] = HostState(host, self.site.host_policy(host))
+        state = self._host_state(p.url)
         if not front:
             self.items[p.item].pending += 1
         if state.gave_up:
             self._fail(p, state.gave_up)
+            return
+        if not front and self._robots_hold(p):
+            self.stats.queued += 1
             return
         if front:
             state.queue.appendleft(p)
         else:
             state.queue.append(p)
         self.stats.queued += 1
+
+    def _host_state(self, url: str) -> HostState:
+        host = (urlsplit(url).hostname or "").lower()
+        state = self.hosts.get(host)
+        if state is None:
+            state = self.hosts[host] = HostState(host, self.site.host_policy(host))
+        return state
+
+    # ---- robots.txt ------------------------------------------------------------------------------------------
+    def _robots_hold(self, p: _Pending) -> bool:
+        """Hold `p` while its origin's robots.txt is fetched (starting that fetch when it is the origin's first
+        URL, or when the rules are older than a day); False when the rules are known or do not apply."""
+        if not self._obeys_robots or p.kind == ROBOTS:
+            return False
+        origin = origin_of(p.url)
+        if origin is None:
+            return False
+        rs = self.robots.get(origin)
+        if rs is None:
+            rs = self.robots[origin] = _Robots(origin)
+            self._fetch_robots(origin, p.item, origin + "/robots.txt")
+        elif rs.rules is not None and time.monotonic() - rs.fetched > ROBOTS_MAX_AGE:
+            rs.rules = None
+            self._fetch_robots(origin, p.item, origin + "/robots.txt")
+        if rs.rules is not None:
+            return False
+        rs.held.append(p)
+        return True
+
+    def _fetch_robots(self, origin: str, item: int, url: str, hops: int = 0, referer: str | None = None) -> None:
+        """Queue a fetch of `origin`'s robots.txt (or of where it redirected), first in its host's queue. It
+        counts as one of `item`'s URLs, so its records go into that item's WARC before the item is finished."""
+        p = _Pending(url, ROBOTS, 0, item, referer, redirects=hops, robots_for=origin)
+        if hops == 0:
+            self.seen.add(self._seen_key(p))  # a link to /robots.txt needs no second fetch
+        self.items[item].pending += 1
+        state = self._host_state(url)
+        if state.gave_up:
+            self._fail(p, state.gave_up)
+            return
+        state.queue.appendleft(p)
+        self.stats.queued += 1
+
+    def _robots_disallow(self, p: _Pending) -> bool:
+        """Skip (and log) `p` when its origin's known rules disallow it. Start URLs are never skipped."""
+        if not self._obeys_robots or p.kind in (SEED, ROBOTS):
+            return False
+        rs = self.robots.get(origin_of(p.url) or "")
+        if rs is None or rs.rules is None:
+            return False
+        rule = rs.rules.verdict(p.url)
+        if rule is None:
+            return False
+        self._robots_skip(p, rs, rule)
+        return True
+
+    def _robots_skip(self, p: _Pending, rs: _Robots, rule: Rule) -> None:
+        key = self._seen_key(p)
+        if key in self._robots_skipped:
+            return  # counted and logged the first time it came up
+        self._robots_skipped.add(key)
+        assert rs.rules is not None
+        if rs.rules.disallow_all:
+            summary = (f"{rs.origin}/robots.txt unreachable ({rs.why}): all but start URLs count as disallowed "
+                       "(RFC 9309 §2.3.1.4; --robots ignore to fetch anyway)")
+            why = f"robots.txt unreachable ({rs.why})"
+        else:
+            summary = f"disallowed by {rs.origin}/robots.txt (--robots ignore to fetch anyway)"
+            group = "User-agent: " + (rs.rules.group or "*")
+            why = f"{group}, {rule}"
+        self.stats.skipped[summary] += 1
+        state = self.items[p.item]
+        entry: dict[str, Any] = {"url": p.url, "status": None, "skipped": "robots.txt", "reason": why,
+                                 "kind": p.kind, "item": state.item.name}
+        if p.referer:
+            entry["via"] = p.referer
+        self._write_log(entry)
+        # ... and in the crawl log stored in the WARC, by the worker holding the item's (or the last) file
+        worker = state.worker if state.worker is not None else self._result_worker
+        if worker not in self._alive:
+            worker = min(self._alive, default=None)
+        if worker is not None:
+            try:
+                self._conns[worker].send(("log", state.writer, {"date": _now_iso(), **entry}))
+            except OSError:
+                pass
+
+    def _robots_result(self, p: _Pending, r: FetchResult) -> None:
+        """A robots.txt fetch ended with an answer (or none): decide the origin's rules (RFC 9309 §2.3.1)."""
+        origin = p.robots_for or ""
+        status = r.status
+
+        def decide(rules: RobotsRules, why: str) -> None:
+            self._robots_decide(origin, rules, why)
+            # http://a/robots.txt redirected to https://a/robots.txt: that is https://a's robots.txt too, and
+            # its first URL (the start URL redirects the same way) need not fetch it again
+            other = origin_of(p.url)
+            if other and other not in self.robots and path_of(p.url) == "/robots.txt" and status is not None:
+                self.robots[other] = _Robots(other)
+                self._robots_decide(other, rules, why)
+
+        if status is None:
+            decide(RobotsRules.disallow_everything(), f"no answer: {r.error or 'failed'}")
+        elif 200 <= status < 300:
+            decide(parse_robots(r.body or b"", self._robots_token), f"HTTP {status}")
+        elif 300 <= status < 400:
+            target = next((link.url for link in r.links if link.kind == REDIRECT), None)
+            if target is not None and p.redirects < MAX_ROBOTS_REDIRECTS:
+                self._fetch_robots(origin, p.item, target, p.redirects + 1, referer=p.url)
+            else:  # §2.3.1.2: past five redirects it MAY count as unavailable
+                self._robots_decide(origin, RobotsRules.allow_everything(),
+                                    f"HTTP {status} after {p.redirects} redirects: counted as no robots.txt")
+        elif status < 500:  # §2.3.1.3: 4xx (401 and 403 too) means there is no robots.txt: all allowed
+            decide(RobotsRules.allow_everything(), f"HTTP {status}: no robots.txt")
+        else:
+            # §2.3.1.4: a server error means the rules are unknown and the crawler MUST assume complete
+            # disallow. wget treats any failure as "allow everything"; we follow the RFC, because a server that
+            # fails on its smallest file is the one a crawl must not press, and "politeness is a feature". Start
+            # URLs are still fetched, the summary says why the rest was not, and --robots ignore overrides it.
+            # (503 and 429 never get here: they are refusals, retried after the host's back-off.)
+            decide(RobotsRules.disallow_everything(), f"HTTP {status}")
+
+    def _robots_decide(self, origin: str, rules: RobotsRules, why: str) -> None:
+        """The origin's rules are known: apply its Crawl-delay and let its held URLs go (or skip them)."""
+        rs = self.robots.get(origin)
+        if rs is None or rs.rules is not None:
+            return
+        rs.rules, rs.fetched, rs.why = rules, time.monotonic(), why
+        entry: dict[str, Any] = {"url": origin + "/robots.txt", "robots": why, "group": rules.group or None,
+                                 "rules": len(rules.rules)}
+        if rules.disallow_all:
+            entry["disallow_all"] = True
+        state = self._host_state(origin + "/")
+        if rules.crawl_delay is not None:
+            # Crawl-delay raises the delay (never lowers the site's or the user's) and, being "seconds between
+            # requests", allows one request in flight at a time; capped so a huge value cannot stall a crawl.
+            delay = min(rules.crawl_delay, MAX_CRAWL_DELAY)
+            entry["crawl_delay"] = rules.crawl_delay
+            if delay > state.policy.delay:
+                state.policy = replace(state.policy, delay=delay, connections=1)
+                state.next_time = max(state.next_time, time.monotonic() + delay)  # robots.txt was a request too
+                entry["delay"] = delay
+        self._write_log(entry)
+        held, rs.held = rs.held, []
+        for q in held:
+            self.stats.queued -= 1
+            rule = rules.verdict(q.url) if q.kind != SEED else None
+            if rule is not None:
+                self.seen.discard(self._seen_key(q))
+                self._robots_skip(q, rs, rule)
+                self.items[q.item].pending -= 1
+                self._maybe_item_done(q.item)
+            elif state_gave_up := self._host_state(q.url).gave_up:
+                self._fail(q, state_gave_up)
+            else:
+                self._host_state(q.url).queue.append(q)
+                self.stats.queued += 1
+
+    def _robots_restart(self, origin: str | None) -> None:
+        """The fetch of `origin`'s robots.txt was lost with a crawl worker (not the server's doing): fetch it
+        again for the first URL still waiting, or forget it so the next URL of the origin starts a new one."""
+        rs = self.robots.get(origin or "")
+        if rs is None or rs.rules is not None:
+            return
+        if rs.held:
+            self._fetch_robots(rs.origin, rs.held[0].item, rs.origin + "/robots.txt")
+        else:
+            del self.robots[rs.origin]
 
     def _settle(self, p: _Pending, outcome: UrlOutcome) -> None:
         """A URL is finished for good: record it and see whether its item is complete."""
@@ -218,10 +427,12 @@ class Crawler:
         state.pending -= 1
         self._maybe_item_done(p.item)
 
-    def _fail(self, p: _Pending, error: str) -> None:
+    def _fail(self, p: _Pending, error: str, decide: bool = True) -> None:
         self.stats.failed += 1
         name = self.items[p.item].item.name
         self._write_log({"url": p.url, "status": None, "error": error, "item": name})
+        if p.kind == ROBOTS and decide:  # the host gave up or the crawl is stopping: no rules were read
+            self._robots_decide(p.robots_for or "", RobotsRules.disallow_everything(), f"no answer: {error}")
         self._settle(p, UrlOutcome(p.url, name, p.kind, None, error, None, 0))
 
     # ---- the loop --------------------------------------------------------------------------------------------
@@ -358,7 +569,7 @@ class Crawler:
                 self.stats.queued -= 1
                 self._next_id += 1
                 tries = 1 if p.kind == REQUISITE and not self._on_item_host(p) else self.config.tries
-                task = Task(self._next_id, p.url, p.referer, p.attempts + 1 >= tries, item.writer)
+                task = Task(self._next_id, p.url, p.referer, p.attempts + 1 >= tries, item.writer, p.kind == ROBOTS)
                 self.tasks[task.id] = (p, i)
                 outstanding[i] += 1
                 state.in_flight += 1
@@ -377,6 +588,7 @@ class Crawler:
     def _on_message(self, worker: int, msg, warcs: list[str]) -> str | None:
         if isinstance(msg, FetchResult):
             self._outstanding[worker] -= 1
+            self._result_worker = worker
             self._on_result(msg)
             return None
         kind = msg[0]
@@ -407,24 +619,36 @@ class Crawler:
         """A worker process died (killed, out of memory): what it had in flight fails, and so does everything
         still queued for items pinned to it — their WARC files died with it (left as `.open`), so those items
         must be grabbed again from the start rather than finished in another worker's files."""
+        lost_robots: list[str | None] = []  # origins whose robots.txt fetch died with the worker
         for task_id, (p, w) in list(self.tasks.items()):
             if w == worker:
                 del self.tasks[task_id]
                 self._host(p.url).in_flight -= 1
                 p.attempts += 1
-                self._fail(p, "the crawl worker fetching it died")
+                if p.kind == ROBOTS:
+                    lost_robots.append(p.robots_for)
+                self._fail(p, "the crawl worker fetching it died", decide=False)
         self._outstanding[worker] = 0
         doomed = {i for i, s in enumerate(self.items) if s.worker == worker}
-        if not doomed:
-            return
-        for state in self.hosts.values():
-            keep = [p for p in state.queue if p.item not in doomed]
-            for p in state.queue:
-                if p.item in doomed:
+        if doomed:
+            for state in self.hosts.values():
+                keep = [p for p in state.queue if p.item not in doomed]
+                gone = [p for p in state.queue if p.item in doomed]
+                state.queue.clear()
+                state.queue.extend(keep)
+                for p in gone:
+                    self.stats.queued -= 1
+                    if p.kind == ROBOTS:
+                        lost_robots.append(p.robots_for)
+                    self._fail(p, "the crawl worker holding its item's WARC died", decide=False)
+            for rs in self.robots.values():
+                gone = [p for p in rs.held if p.item in doomed]
+                rs.held = [p for p in rs.held if p.item not in doomed]
+                for p in gone:
                     self.stats.queued -= 1
                     self._fail(p, "the crawl worker holding its item's WARC died")
-            state.queue.clear()
-            state.queue.extend(keep)
+        for origin in lost_robots:
+            self._robots_restart(origin)
 
     def _on_item_host(self, p: _Pending) -> bool:
         """Is `p` on the host of its item's first seed? Off-host requisites are attempted once (like wget -p)."""
@@ -471,7 +695,9 @@ class Crawler:
                          **({"error": r.error} if r.error else {}),
                          **({"truncated": r.truncated} if r.truncated else {}),
                          **({"verdict": r.verdict.code} if r.verdict else {})})
-        if r.links:
+        if p.kind == ROBOTS:
+            self._robots_result(p, r)
+        elif r.links:
             for link, depth in self.site.follow(item, p.url, p.depth, r.links, r.page_info):
                 redirects = p.redirects + 1 if link.kind == REDIRECT else 0
                 if redirects > MAX_REDIRECTS:
@@ -485,6 +711,10 @@ class Crawler:
     def _write_log(self, entry: dict[str, Any]) -> None:
         if self._log is not None:
             self._log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def check_disk(out_dir: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from archiver.capture.http import HttpClient
 from archiver.capture.spool import DiskError
 from archiver.crawl.links import clean_url, css_links, decode_body, html_links, manifest_links, parse_html
+from archiver.crawl.robots import MAX_ROBOTS_BYTES, dechunk
 from archiver.sites import get_site
 from archiver.sites.base import BACKOFF, HEAD_BYTES, LINK, REDIRECT, REQUISITE, Link, SiteOptions, Verdict
 from archiver.warc.writer import WarcWriter
@@ -32,6 +33,7 @@ class Task(NamedTuple):
     referer: str | None
     last_try: bool
     writer: str | None = None  # None: the shared writer; else the file prefix of the item's own writer
+    robots: bool = False  # a host's robots.txt: recorded like any capture, its body sent back, no links followed
 
 
 class FetchResult(NamedTuple):
@@ -51,6 +53,7 @@ class FetchResult(NamedTuple):
     links: list[Link]
     page_info: dict[str, Any] | None
     elapsed: float
+    body: bytes | None = None  # robots.txt tasks: the entity body (de-chunked, decoded, at most 512 KiB)
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,11 @@ class Worker:
             if target:
                 links.append(Link(target, REDIRECT, "http/location"))
         is_page = False
+        if task.robots:
+            ref = writer.write_exchange(ex, via=task.referer)
+            self._log(writer, ex, task, ref, verdict)
+            body = _entity_body(ex, hmap) if 200 <= ex.status < 300 else None
+            return _result(task, ex, verdict=verdict, links=links, warc=ref.filename, offset=ref.offset, body=body)
         if ex.payload is not None and 200 <= ex.status < 300 and not ex.truncated:
             body = decoded if decoded is not None else (decode_body(ex.payload, encoding) if encoding else ex.payload)
             if ctype in HTML_TYPES:
@@ -183,11 +191,30 @@ class Worker:
 
 
 def _result(task: Task, ex, *, verdict=None, retryable=False, retry_after=None, links=(), page_info=None,
-            warc=None, offset=None) -> FetchResult:
+            warc=None, offset=None, body=None) -> FetchResult:
     return FetchResult(task.id, task.url, ex.status or None, ex.content_type if ex.status else "",
                        ex.payload_length, ex.response.size if ex.response is not None else 0, ex.error,
                        ex.truncated, verdict, retry_after, retryable, warc, offset, list(links), page_info,
-                       ex.elapsed)
+                       ex.elapsed, body)
+
+
+def _entity_body(ex, hmap: dict[str, str]) -> bytes:
+    """The start of a response's entity body as robots.txt parsing needs it: transfer and content coding
+    removed, at most MAX_ROBOTS_BYTES. Read from the spool (text/plain bodies are not kept in memory), and only
+    a bounded prefix of it, so a huge or endless robots.txt costs nothing here."""
+    if ex.response is None:
+        return b""
+    raw = bytearray()
+    budget = 4 * MAX_ROBOTS_BYTES  # room for chunk framing and for compression
+    for block in ex.response.chunks(ex.head_len):
+        raw += block[:budget - len(raw)]
+        if len(raw) >= budget:
+            break
+    data = bytes(raw)
+    if "chunked" in hmap.get("transfer-encoding", "").lower():
+        data = dechunk(data)
+    encoding = hmap.get("content-encoding")
+    return decode_body(data, encoding, MAX_ROBOTS_BYTES) if encoding else data[:MAX_ROBOTS_BYTES]
 
 
 def _die_with_parent() -> None:
@@ -224,6 +251,9 @@ def worker_main(config: WorkerConfig, conn, serial, stop_event) -> None:
             batch = conn.recv()
             if batch is None:
                 break
+            if isinstance(batch, tuple) and batch[0] == "log":  # ("log", writer key, entry): a crawl-log line
+                worker.writer(batch[1]).log(batch[2])
+                continue
             if isinstance(batch, tuple):  # ("finish", writer key): an item is complete
                 try:
                     conn.send(("item-files", batch[1], worker.finish_writer(batch[1])))

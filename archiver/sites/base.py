@@ -20,6 +20,12 @@ SEED = "seed"  # where an item starts
 LINK = "link"  # navigation (<a href>): followed only when the site module says so; costs one level of depth
 REQUISITE = "requisite"  # needed to render a page (CSS, JS, images, fonts, icons): no depth cost
 REDIRECT = "redirect"  # a Location header: same kind and depth as the URL that redirected
+ROBOTS = "robots"  # a host's /robots.txt, fetched by the crawler before that host's other URLs (--robots obey)
+
+# What `--robots` may say: obey each host's robots.txt (the default), or do not consult it.
+ROBOTS_OBEY = "obey"
+ROBOTS_IGNORE = "ignore"
+ROBOTS_MODES = (ROBOTS_OBEY, ROBOTS_IGNORE)
 
 # How many leading payload bytes (content-encoding removed) `classify` and `Capture.head` see.
 HEAD_BYTES = 8192
@@ -61,6 +67,7 @@ class SiteOptions:
     ignore: tuple[str, ...] = ()  # regexes: URLs matching any are never fetched
     delay: float | None = None  # seconds between requests to one host (None: the site's default)
     concurrency: int | None = None  # requests in flight to one host (None: the site's default)
+    robots: str = ROBOTS_OBEY  # generic: "obey" each host's robots.txt or "ignore" it (arXiv has fixed rules)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -119,8 +126,6 @@ class Site:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    # What the crawl does about robots.txt, written into every warcinfo record.
-    robots_policy: ClassVar[str] = "robots.txt not consulted (archival crawl, as grab-site and Browsertrix default)"
 
     def __init__(self, options: SiteOptions | None = None) -> None:
         self.options = options or SiteOptions()
@@ -156,6 +161,17 @@ class Site:
     def forbidden(self, url: str) -> str | None:
         """A reason never to fetch `url` (honeypots, paths robots.txt disallows, --ignore), or None."""
         return None
+
+    def obeys_robots_txt(self) -> bool:
+        """True when the crawler should fetch, record and obey each host's robots.txt (RFC 9309) before that
+        host's other URLs: start URLs are fetched whatever it says, other URLs it disallows are skipped, and
+        its Crawl-delay raises the host's delay (crawl/robots.py, crawl/crawler.py)."""
+        return False
+
+    @property
+    def robots_policy(self) -> str:
+        """What the crawl does about robots.txt, written into every warcinfo record (`robots` field)."""
+        return "robots.txt not consulted (archival crawl, as grab-site and Browsertrix default)"
 
     # ---- worker side (runs in crawl worker processes, on every response: keep it cheap) --------------------
     def classify(self, url: str, status: int, headers: Mapping[str, str], head: bytes) -> Verdict | None:

@@ -3,6 +3,11 @@
 Scope follows wget and grab-site: with --recursive, links are followed within the start URL's host and path
 prefix (like wget --no-parent) up to --depth; page requisites are fetched from any host (like wget -p -H for
 requisites); --ignore / --ignore-file regexes drop URLs (grab-site's ignore sets).
+
+robots.txt is obeyed by default (`--robots obey`, as wget and Heritrix do): the crawler fetches and records each
+host's robots.txt before that host's other URLs, always fetches the start URLs the user gave (as wget fetches
+its command-line URLs), skips other URLs it disallows, and honours Crawl-delay (crawl/crawler.py,
+crawl/robots.py). `--robots ignore` does not consult it (grab-site and wget-at's choice for dying sites).
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from archiver.errors import TargetError
+from archiver.crawl.robots import MAX_CRAWL_DELAY
+from archiver.errors import TargetError, UsageError
 from archiver.sites.base import (
     LINK,
     REDIRECT,
     REQUISITE,
+    ROBOTS_IGNORE,
+    ROBOTS_MODES,
+    ROBOTS_OBEY,
     SEED,
     Capture,
     Item,
@@ -34,6 +43,8 @@ class GenericSite(Site):
     def __init__(self, options: SiteOptions | None = None) -> None:
         super().__init__(options)
         self._ignore = [re.compile(p) for p in self.options.ignore]
+        if self.options.robots not in ROBOTS_MODES:
+            raise UsageError(f"robots {self.options.robots!r}: expected one of {', '.join(ROBOTS_MODES)}")
 
     @classmethod
     def recognises(cls, target: str) -> bool:
@@ -56,6 +67,18 @@ class GenericSite(Site):
             if rx.search(url):
                 return f"ignored by --ignore {rx.pattern}"
         return None
+
+    def obeys_robots_txt(self) -> bool:
+        return self.options.robots == ROBOTS_OBEY
+
+    @property
+    def robots_policy(self) -> str:
+        if self.options.robots == ROBOTS_IGNORE:
+            return "ignore: robots.txt not consulted (--robots ignore; archival crawl, as grab-site)"
+        return ("obey: each host's robots.txt fetched and recorded before its other URLs (RFC 9309, longest "
+                "match, User-agent groups for our product token or *); start URLs always fetched; other "
+                f"disallowed URLs skipped; Crawl-delay honoured up to {MAX_CRAWL_DELAY:g} s; a 4xx robots.txt "
+                "allows everything, a 5xx or unreachable one disallows everything but start URLs")
 
     def follow(self, item: Item, url: str, depth: int, links: Iterable[Link],
                page_info: dict[str, Any] | None) -> list[tuple[Link, int]]:

@@ -87,8 +87,7 @@ class WarcWriter:
             except FileExistsError:
                 continue
         self._offset = 0
-        self._log = []
-        self._entries = []
+        self._entries = []  # not the log: lines logged before a file was open belong to this one
         self._write_warcinfo(name)
 
     def _write_warcinfo(self, name: str) -> None:
@@ -118,6 +117,7 @@ class WarcWriter:
             return None
         if self._log:
             self.write_resource(CRAWL_LOG_URI, b"".join(self._log), "application/x-ndjson")
+            self._log = []
         f, path = self._f, self._path
         self._f = None
         f.flush()
