@@ -558,12 +558,12 @@ def verify_warcs(d: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- tools --------
 def tool_cmd(tool: str, url: str, out: Path, archiver: list[str], extra: list[str] | None = None) -> list[str]:
     if tool == "wget":
-        # robots=off for parity: archiver's generic module ignores robots.txt. WARC gzip left at wget's
+        # robots.txt off in both (archiver: --robots ignore), so both fetch exactly the site. WARC gzip left at wget's
         # default (level 9): that is the peer as users run it.
         return ["wget", "-r", "-l", "inf", "-p", "-q", f"--warc-file={out}/wget", "-e", "robots=off",
                 "--no-verbose", "-P", str(out), url]
-    return [*archiver, "grab", "--site", "generic", "--recursive", "--delay", "0", "-q", "-o", str(out),
-            *(extra or []), url]
+    return [*archiver, "grab", "--site", "generic", "--recursive", "--robots", "ignore", "--delay", "0", "-q", "-o",
+            str(out), *(extra or []), url]
 
 
 def expected(scenario: str, pages: int) -> dict[str, int]:
