@@ -157,13 +157,25 @@ def test_a_tracker_delay_shorter_than_the_volunteers_is_ignored(tracker, arxiv_s
 
 @pytest.mark.parametrize(("key", "value"), [("delay", -1), ("delay", 7200), ("max_concurrency", 0)])
 def test_a_bad_setting_stops_the_worker_and_gives_the_claim_back_untried(tracker, arxiv_site, tmp_path, key, value):
-    url = tracker.settings("bad", PAPERS[:1], arxiv_site.base_url, {key: value})
+    url = tracker.settings("bad", PAPERS[:1], arxiv_site.base_url)
+    # Our tracker refuses such a project (next test); another tracker might hand the value out all the same.
+    state = tracker.app.state.tracker
+    project, _queue = state.project("bad")
+    state.save_project(project.replace(extra={**project.extra, key: value}))
     with pytest.raises(WorkerError, match=f"the tracker's '{key}' for bad is {value!r}, not .* Tell the project's "
                                           "admins"):
         run_worker(WorkerOptions(url, "jane_doe", data_dir=str(tmp_path / "data"), allow_base_url=True))
     assert arxiv_site.requests == []
     record = tracker.item("bad", PAPERS[0])
     assert (record["state"], record["attempts"]) == ("todo", 0)
+
+
+@pytest.mark.parametrize(("key", "value"), [("delay", -1), ("delay", 7200), ("max_concurrency", 0)])
+def test_our_tracker_refuses_a_politeness_setting_no_worker_could_use(tracker, key, value):
+    r = tracker.admin("PUT", "/projects/typo", json={"site": "arxiv", "extra": {key: value}})
+    assert r.status_code == 422, r.text
+    assert f"'{key}' is {value!r}" in r.text and "every worker would refuse" in r.text
+    assert tracker.admin("GET", "/projects/typo").status_code == 404
 
 
 def test_a_stricter_delay_while_running_stops_claiming_and_says_to_start_again(tracker, arxiv_site, tmp_path):

@@ -28,6 +28,7 @@ from archiver.queue import DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS
 from archiver.sites import get_site, site_names
 from archiver.upload.identifiers import run_identifier
 from archiver.upload.metadata import check_key
+from archiver.worker.safety import PolitenessValueError, read_politeness
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # Words a slug cannot be, because they are paths of the tracker itself.
@@ -89,6 +90,10 @@ class Project:
             raise ProjectError(f"rate_limit is items per minute, 0 for none, not {self.rate_limit}")
         if self.budget < 0 or self.max_upload < 1:
             raise ProjectError("budget must be 0 (none) or more, and max_upload a positive number of bytes")
+        try:
+            read_politeness(self.extra)
+        except PolitenessValueError as e:
+            raise ProjectError(f"extra: {e}; every worker would refuse the project's items") from None
         if "item_name" in self.extra:
             raise ProjectError("extra cannot set item_name: the tracker sets it")
         try:

@@ -131,19 +131,33 @@ class Politeness:
         return own if self.delay is None else max(self.delay, own)
 
 
+class PolitenessValueError(ValueError):
+    """A politeness key with a value no worker can use: `key`, `value`, and what it should be (`wanted`)."""
+
+    def __init__(self, key: str, value: Any, wanted: str) -> None:
+        super().__init__(f"{key!r} is {value!r}, not {wanted}")
+        self.key, self.value, self.wanted = key, value, wanted
+
+
+def read_politeness(extra: Mapping[str, Any]) -> Politeness:
+    """The politeness keys of a project's extra settings, or PolitenessValueError for the first bad one. The
+    tracker refuses such a project when it is saved; a worker checks again, since other trackers may not."""
+    delay, cap = extra.get("delay"), extra.get("max_concurrency")
+    if delay is not None and not (_is_number(delay) and 0 <= delay <= MAX_TRACKER_DELAY):
+        raise PolitenessValueError("delay", delay, f"a number of seconds from 0 to {MAX_TRACKER_DELAY:g}")
+    if cap is not None and not (_is_number(cap) and cap >= 1 and float(cap).is_integer()):
+        raise PolitenessValueError("max_concurrency", cap, "a whole number of items of at least 1")
+    return Politeness(None if delay is None else float(delay), None if cap is None else int(cap))
+
+
 def tracker_politeness(extra: Mapping[str, Any], slug: str) -> Politeness:
     """The politeness a tracker's answer asks for, or WorkerError naming the bad key: a value the worker cannot
     read is not ignored, since the admins meant something by it and guessing could make volunteers rude."""
-    delay, cap = extra.get("delay"), extra.get("max_concurrency")
-    if delay is not None and not (_is_number(delay) and 0 <= delay <= MAX_TRACKER_DELAY):
-        raise WorkerError(f"the tracker's 'delay' for {slug} is {delay!r}, not a number of seconds from 0 to "
-                          f"{MAX_TRACKER_DELAY:g}; nothing was fetched. Tell the project's admins (it is in the "
-                          "project's extra settings)")
-    if cap is not None and not (_is_number(cap) and cap >= 1 and float(cap).is_integer()):
-        raise WorkerError(f"the tracker's 'max_concurrency' for {slug} is {cap!r}, not a whole number of items of "
-                          "at least 1; nothing was fetched. Tell the project's admins (it is in the project's extra "
-                          "settings)")
-    return Politeness(None if delay is None else float(delay), None if cap is None else int(cap))
+    try:
+        return read_politeness(extra)
+    except PolitenessValueError as e:
+        raise WorkerError(f"the tracker's {e.key!r} for {slug} is {e.value!r}, not {e.wanted}; nothing was fetched. "
+                          "Tell the project's admins (it is in the project's extra settings)") from None
 
 
 def _is_number(value: Any) -> bool:
