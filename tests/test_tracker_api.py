@@ -467,8 +467,13 @@ def test_an_upload_whose_claim_ran_out_before_done_is_dropped_and_only_the_finis
     assert requests.put(fast_target + "fast.warc.gz", data=good_warc()).status_code == 201
     assert tracker.done(slug, slow["item_name"], "slow").status_code == 409
     assert tracker.done(slug, fast["item_name"], "fast").text == "OK"
+    uploads = tracker.admin("GET", f"/projects/{slug}").json()["uploads"]
+    assert (uploads["held_files"], uploads["accepted_files"], uploads["dropped_files"]) == (2, 0, 0)
+    assert uploads["held_bytes"] > 1000  # two small WARCs (record ids make each a few bytes apart)
     tracker.admin("POST", f"/projects/{slug}/sweep", json={"force": True})
     assert packed(tracker, slug) == ["fast.warc.gz"]  # one capture of the item, not two
+    uploads = tracker.admin("GET", f"/projects/{slug}").json()["uploads"]
+    assert (uploads["held_files"], uploads["accepted_files"], uploads["dropped_files"]) == (0, 0, 1)
     [drop] = logged(tracker, slug, "dropped.jsonl")
     assert (drop["file"], drop["downloader"], drop["items"]) == ("slow.warc.gz", "slow", [slow["item_name"]])
     assert held(tracker, slug) == []

@@ -120,6 +120,8 @@ def test_a_project_with_upload_settings_gets_its_pack_into_an_item_verified_once
     assert meta["subject"][:2] == ["physics", "machine learning"]
     assert "2 arXiv papers" in meta["description"]  # the items of the pack, from the upload target's log
     assert list(tracker.ledger("papers")) == [pack["pack"]]
+    status = tracker.admin("GET", "/projects/papers").json()["uploads"]
+    assert (status["packs"], status["packs_published"], status["held_files"], status["accepted_files"]) == (1, 1, 0, 0)
     assert tracker.ledger("papers")[pack["pack"]][0] == identifier and tracker.ledger("papers")[pack["pack"]][1]
 
     # a second sweep sends nothing, and does not even ask IA

@@ -3,7 +3,8 @@ before the body is read, so nothing changes).
 
     GET  /admin/projects                         every project with its counts
     PUT  /admin/projects/{slug}                  create (201) or update (200) a project: {site, min_version, ...}
-    GET  /admin/projects/{slug}                  settings, counts, block list
+    GET  /admin/projects/{slug}                  settings, counts, block list, uploads (held, accepted, packs,
+                                                 published, dropped)
     POST /admin/projects/{slug}/items            add items: JSON {"items": [...]}, text/plain (one per line,
                                                  # comments: Archive Team's list format) or a YAML manifest
     POST /admin/projects/{slug}/requeue          {"downloader"?, "claims": true, "failed": false}
@@ -132,9 +133,9 @@ def admin_router(tracker: Tracker, uploads: UploadTarget, token: str) -> APIRout
         project, created = await run_in_threadpool(run)
         return JSONResponse(dataclasses.asdict(project), status_code=201 if created else 200)
 
-    @router.get("/projects/{slug}", summary="A project's settings, counts and block list")
+    @router.get("/projects/{slug}", summary="A project's settings, counts, block list and where its uploads stand")
     async def get_project(slug: str) -> dict[str, Any]:
-        return await run_in_threadpool(_describe, tracker, slug)
+        return await run_in_threadpool(_describe, tracker, slug, uploads)
 
     @router.post("/projects/{slug}/items", summary="Add items (JSON list, plain list or YAML manifest)",
                  openapi_extra=documented(ItemList))
@@ -212,12 +213,15 @@ def admin_router(tracker: Tracker, uploads: UploadTarget, token: str) -> APIRout
     return router
 
 
-def _describe(tracker: Tracker, slug: str) -> dict[str, Any]:
+def _describe(tracker: Tracker, slug: str, uploads: UploadTarget | None = None) -> dict[str, Any]:
     project, queue = tracker.project(slug)
     s = queue.stats()
-    return {"project": dataclasses.asdict(project),
-            "counts": {state.value: getattr(s, state.value) for state in ItemState} | {"bytes": s.bytes},
-            "blocked": tracker.state.blocked(slug)}
+    out = {"project": dataclasses.asdict(project),
+           "counts": {state.value: getattr(s, state.value) for state in ItemState} | {"bytes": s.bytes},
+           "blocked": tracker.state.blocked(slug)}
+    if uploads is not None:
+        out["uploads"] = uploads.status(slug)
+    return out
 
 
 def _add_items(tracker: Tracker, slug: str, raw: bytes, kind: str) -> dict[str, Any]:

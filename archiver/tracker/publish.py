@@ -166,6 +166,16 @@ class PublishingTarget(UploadTarget):
         if self._publishing is not None:
             self._publishing.join(timeout)
 
+    def status(self, slug: str) -> dict[str, Any]:
+        """UploadTarget.status plus the packs verified in their Internet Archive items."""
+        out = super().status(slug)
+        ledger_path = self.root / slug / LEDGER_FILE
+        out["packs_published"] = 0
+        if ledger_path.exists():
+            with UploadLedger(ledger_path) as ledger:
+                out["packs_published"] = sum(1 for _identifier, verified in ledger.all().values() if verified)
+        return out
+
     def sweep_and_publish(self, slugs: list[str], *,
                           force: bool = False) -> tuple[list[Path], dict[str, Published]]:
         """UploadTarget.sweep, then publish each project, waiting for it (an admin's sweep, which answers with

@@ -35,6 +35,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from archiver.errors import ArchiverError
 from archiver.queue import ItemState
@@ -254,6 +255,19 @@ class UploadTarget:
             finally:
                 os.close(fd)
 
+    # ---- status --------------------------------------------------------------------------------------------
+    def status(self, slug: str) -> dict[str, Any]:
+        """Where the project's uploads stand, for the admin: files held for running claims, accepted and waiting
+        for a batch, batches waiting to be packed, packs, and uploads dropped with their claims."""
+        home = self.root / slug
+        held = [p for p in (home / "held").glob("*/*.warc.gz")] if (home / "held").is_dir() else []
+        accepted = [p for p in (home / "accepted").glob("*.warc.gz")] if (home / "accepted").is_dir() else []
+        ready = [p for p in (home / "ready").iterdir() if p.is_dir()] if (home / "ready").is_dir() else []
+        packs = list((home / "packs").glob("*.megawarc.json.gz")) if (home / "packs").is_dir() else []
+        return {"held_files": len(held), "held_bytes": _sizes(held), "accepted_files": len(accepted),
+                "accepted_bytes": _sizes(accepted), "batches_waiting": len(ready), "packs": len(packs),
+                "dropped_files": _lines(home / "dropped.jsonl")}
+
     # ---- batching ------------------------------------------------------------------------------------------
     def cut(self, slug: str, *, force: bool = False, now: float | None = None) -> Path | None:
         """Move the accepted files into a new batch when they reach `chunk_bytes`, when the oldest has waited
@@ -326,6 +340,22 @@ def pack_batch(slug: str, batch: Path) -> None:
         raise ArchiverError(f"packing {batch} left {len(left)} files out of the megawarc ({sorted(left)[:3]}...); "
                             "the batch is kept")
     shutil.rmtree(batch)
+
+
+def _sizes(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):  # settled or cut meanwhile
+            total += p.stat().st_size
+    return total
+
+
+def _lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
 
 
 def _claim_key(tokens: tuple[str, ...]) -> str:
