@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from archiver import DEFAULT_USER_AGENT
+from archiver.crawl.cookies import Cookies, load_cookie_file
 from archiver.crawl.crawler import CrawlConfig, Crawler, CrawlOutcome, CrawlStats, check_disk
 from archiver.crawl.worker import WorkerConfig
 from archiver.errors import UsageError
@@ -44,6 +45,8 @@ class GrabOptions:
     max_time: float = 3600.0
     tries: int = 3
     verify_tls: bool = True
+    cookies: bool = True  # keep cookies for the crawl (as a browser, grab-site and wget --keep-session-cookies)
+    load_cookies: str | None = None  # a Netscape cookies.txt to start from (wget --load-cookies); secrets
     log_json: str | None = None
     operator: str | None = None
     prefix: str | None = None
@@ -112,10 +115,18 @@ def worker_config(site_name: str, site_opts: SiteOptions, options: GrabOptions, 
         info.append(("command-line", options.command_line))
     if options.operator:
         info.append(("operator", options.operator))
+    # what was done with cookies, never which (loaded ones are secrets; request records carry what was sent)
+    if options.cookies:
+        info.append(("cookies", "kept: Set-Cookie answers stored and sent back (RFC 6265 rules), one jar per grab "
+                                "or per bulk-run item" + ("; started from a cookies file" if options.load_cookies
+                                                         else "")))
+    else:
+        info.append(("cookies", "not kept (--no-cookies)"))
     return WorkerConfig(site=site_name, site_options=site_opts, out_dir=options.out_dir, prefix=prefix,
                         user_agent=options.user_agent, timeout=options.timeout, max_time=options.max_time,
                         max_size=options.max_size, warc_max_size=options.warc_max_size,
-                        compress_level=options.compress_level, verify_tls=options.verify_tls, info=tuple(info))
+                        compress_level=options.compress_level, verify_tls=options.verify_tls, info=tuple(info),
+                        cookies=options.cookies, load_cookies=options.load_cookies if options.cookies else None)
 
 
 def _root_of(url: str) -> str:
@@ -131,6 +142,10 @@ def _root_of(url: str) -> str:
 def grab(targets: list[str], options: GrabOptions,
          progress: Callable[[CrawlStats], None] | None = None) -> GrabReport:
     groups = plan(targets, options)
+    # one jar for the whole grab, across its site groups; a bad cookies file stops it before anything is fetched
+    jar = None
+    if options.cookies:
+        jar = Cookies(load_cookie_file(options.load_cookies) if options.load_cookies else ())
     check_disk(options.out_dir)
     results: list[ItemResult] = []
     warcs: list[str] = []
@@ -146,7 +161,7 @@ def grab(targets: list[str], options: GrabOptions,
         policy_concurrency = options.concurrency or site.host_policy(_first_host(site, items)).connections
         config = CrawlConfig(worker=worker, concurrency=max(1, min(policy_concurrency, 64)), tries=options.tries,
                              log_json=options.log_json)
-        outcome = Crawler(items, config, progress=progress).run()
+        outcome = Crawler(items, config, progress=progress, cookies=jar).run()
         outcomes.append((site_name, site_opts, items, outcome))
         warcs += outcome.warcs
         _merge(stats, outcome.stats)

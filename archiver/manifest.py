@@ -202,6 +202,8 @@ OPTIONS: dict[str, _Field] = {
     "verify_tls": _Field(_boolean, "true or false"),
     "ignore": _Field(lambda v: v, "a list of regular expressions"),  # checked element by element
     "robots": _Field(_choice(*ROBOTS_MODES), "obey (robots.txt is fetched and obeyed) or ignore"),
+    "cookies": _Field(_boolean, "true (cookies kept for each item, as a browser would) or false"),
+    "load_cookies": _Field(_text, "a Netscape cookies.txt file, relative to the manifest's directory"),  # read
 }
 UPLOAD: dict[str, _Field] = {
     "identifier": _Field(_identifier_template,
@@ -266,11 +268,32 @@ class _Validator:
             if key == "metadata":
                 out[key] = self.metadata(v, f"{where}.{key}")
                 continue
+            if key == "load_cookies":
+                path = self.cookie_file(v, f"{where}.{key}", f.expected)
+                if path is not None:
+                    out[key] = path
+                continue
             try:
                 out[key] = f.check(self.value(v))
             except (ValueError, yaml.YAMLError) as e:
                 self.add(v, f"{where}.{key}", f"{e} (expected {f.expected})")
         return out
+
+    def cookie_file(self, node: yaml.Node, where: str, expected: str) -> str | None:
+        """The cookies file's path (absolute), once it has been read without a fault; its problems are named by
+        its own file and line, never with a cookie's value."""
+        from archiver.crawl.cookies import load_cookie_file
+
+        if not _is_text(node):
+            self.add(node, where, f"got {_kind(node)} (expected {expected})")
+            return None
+        file = (self.path.parent / node.value).resolve()
+        try:
+            load_cookie_file(str(file))
+        except UsageError as e:
+            self.add(node, where, f"{e} (expected {expected})")
+            return None
+        return str(file)
 
     def regexes(self, node: yaml.Node, where: str) -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):
@@ -372,6 +395,9 @@ def load_manifest(path: str | Path) -> Manifest:
             v.add(top["description"][1], "description", f"{e} (expected text)")
 
     options = v.fields(top["options"][1], "options", OPTIONS) if "options" in top else {}
+    if options.get("cookies") is False and "load_cookies" in options:
+        node = next(val for key, val in top["options"][1].value if key.value == "load_cookies")
+        v.add(node, "options.load_cookies", "given with `cookies: false` (expected one or the other)")
     upload_fields = v.fields(top["upload"][1], "upload", UPLOAD) if "upload" in top else {}
     upload = UploadSettings(**upload_fields)
     if project and "identifier" in upload_fields:

@@ -163,8 +163,12 @@ class HttpClient:
             self._tls.verify_mode = ssl.CERT_NONE
 
     # ---- public ------------------------------------------------------------------------------------------------
-    def fetch(self, url: str, *, referer: str | None = None, method: str = "GET") -> Exchange:
-        """Fetch `url`, recording everything. Never raises for network faults: they end up in `.error`."""
+    def fetch(self, url: str, *, referer: str | None = None, method: str = "GET",
+              cookie: str | None = None) -> Exchange:
+        """Fetch `url`, recording everything. Never raises for network faults: they end up in `.error`.
+
+        `cookie` is the Cookie header value (the crawl's cookie jar lives in the coordinator); it is part of
+        the request bytes, so the request record shows the header as sent."""
         started = time.time()
         ex = Exchange(url=url, date=warc_date(started))
         try:
@@ -178,6 +182,8 @@ class HttpClient:
             lines.append(f"Accept-Encoding: {self.accept_encoding}")
         if referer:
             lines.append(f"Referer: {_ascii(referer)}")
+        if cookie:
+            lines.append(f"Cookie: {_field_value(cookie)}")
         lines.append("Connection: keep-alive")
         ex.request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
         key = (scheme, host, port)
@@ -474,6 +480,13 @@ def _ascii(text: str) -> str:
     if text.isascii() and " " not in text and "\t" not in text:
         return text
     return quote(text, safe=_SAFE_PATH)
+
+
+def _field_value(text: str) -> str:
+    """A header field value that cannot end the field early (no CR, LF or NUL): a request must not be split."""
+    if "\r" in text or "\n" in text or "\0" in text:
+        return text.replace("\r", " ").replace("\n", " ").replace("\0", " ")
+    return text
 
 
 def _describe(e: BaseException, where: str) -> str:

@@ -88,6 +88,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="first wait after a 429/503/block page (default: the site's; arXiv 60 s)")
     p.add_argument("--backoff-give-up", type=_positive(float), metavar="SECONDS",
                    help="total back-off on one host before its URLs fail (default: the site's; arXiv 2 h)")
+    cookies = p.add_mutually_exclusive_group()
+    cookies.add_argument("--no-cookies", action="store_true",
+                         help="send no cookies and keep none (default: cookies a site sets are kept for the grab "
+                              "and sent back by its rules, as a browser, grab-site and wget "
+                              "--keep-session-cookies do)")
+    cookies.add_argument("--load-cookies", metavar="FILE",
+                         help="start with the cookies of FILE, a Netscape cookies.txt (as wget --load-cookies; "
+                              "written by curl -c and browsers' cookies.txt exporters); each is sent only to the "
+                              "hosts, paths and schemes it names. They are secrets: never written into warcinfo "
+                              "or logs, but the WARC's request records show the Cookie headers sent, as wget's "
+                              "do, so a WARC made with a login cookie holds it: think before publishing it")
     p.add_argument("--no-check-certificate", action="store_true", help="do not verify TLS certificates")
     p.add_argument("--prefix", help="WARC file name prefix (default: from the site and the first item)")
     p.add_argument("--no-check", action="store_true", help="skip the check of the finished WARCs")
@@ -137,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
         depth=args.depth, ignore=tuple(ignore), robots=args.robots, warc_max_size=args.warc_max_size,
         compress_level=args.compress_level, max_size=args.max_size, timeout=args.timeout,
         max_time=args.max_time, tries=max(1, args.tries), verify_tls=not args.no_check_certificate,
-        log_json=args.log_json, operator=args.operator, prefix=args.prefix, command_line=command_line(),
-        check=not args.no_check, extra=extra)
+        cookies=not args.no_cookies, load_cookies=args.load_cookies, log_json=args.log_json, operator=args.operator,
+        prefix=args.prefix, command_line=command_line(), check=not args.no_check, extra=extra)
     progress = None if args.quiet or not sys.stderr.isatty() else Progress()
     try:
         report = grab(args.targets, options, progress=progress)

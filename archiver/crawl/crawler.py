@@ -17,6 +17,15 @@ skipped and logged, and its Crawl-delay raises the host's delay. The rules are k
 most, RFC 9309 §2.4), so in a bulk run robots.txt is fetched once per origin, not once per item, and its records
 are in the WARC of the item that first needed it: a run of thousands of single pages on one host would
 otherwise double its requests, and a WARC needs no robots.txt to be replayed.
+
+Cookies (cookies.py; off with `WorkerConfig.cookies=False`, i.e. --no-cookies): the jar is here, so every
+worker shares it. Each task carries the Cookie header for its URL, computed when it is dispatched, and each
+result brings back the response's Set-Cookie headers (every redirect hop is a task of its own). A grab has one
+jar; a bulk run one per item, so an item's capture never depends on which items came before it. A redirect to a
+URL already fetched is normally dropped as seen; it is fetched again when it is a hop of the same redirect chain
+and the cookies it would now get differ from every earlier fetch of it in the chain ("set a cookie and redirect
+back"), which cannot loop: MAX_REDIRECTS still bounds the chain. Tasks dispatched before an earlier answer's
+cookie arrived go without it, as a browser's parallel requests would.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from multiprocessing.connection import wait
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from archiver.crawl.cookies import Cookies, load_cookie_file
 from archiver.crawl.links import normalise
 from archiver.crawl.politeness import HostState
 from archiver.crawl.robots import (
@@ -64,6 +74,8 @@ class _Pending:
     redirects: int = 0
     attempts: int = 0
     robots_for: str | None = None  # ROBOTS: the origin whose rules this fetch decides (redirects may leave it)
+    cookie: str | None = None  # the Cookie header it was last dispatched with
+    chain: tuple[tuple[str, str | None], ...] = ()  # REDIRECT: (seen key, Cookie sent) of the earlier hops
 
 
 @dataclass
@@ -156,7 +168,10 @@ class Crawler:
                  progress: Callable[[CrawlStats], None] | None = None, *,
                  feed: Callable[[int], list[Item]] | None = None,
                  on_item_done: Callable[[ItemDone], None] | None = None,
-                 tick: Callable[[], None] | None = None, max_items: int | None = None) -> None:
+                 tick: Callable[[], None] | None = None, max_items: int | None = None,
+                 cookies: Cookies | None = None) -> None:
+        """`cookies`: the jar to use (a grab of several site groups keeps one); by default a new one, loaded
+        from `config.worker.load_cookies`. Ignored with per-item WARCs (a jar per item) or cookies off."""
         self.config = config
         self.site = get_site(config.worker.site, config.worker.site_options)
         self.progress = progress
@@ -184,6 +199,14 @@ class Crawler:
         self.robots: dict[str, _Robots] = {}  # origin -> its robots.txt
         self._robots_skipped: set[str] = set()  # seen keys already skipped (and logged) as disallowed
         self._result_worker: int | None = None  # the worker whose result is being handled (for crawl-log lines)
+        self._cookies_on = config.worker.cookies
+        self._loaded_cookies: list[Any] = []  # from --load-cookies: every item's jar starts with them (bulk runs)
+        if self._cookies_on and config.worker.load_cookies and (cookies is None or config.per_item_warcs):
+            self._loaded_cookies = load_cookie_file(config.worker.load_cookies)
+        self._jar: Cookies | None = None  # the crawl's jar (a grab)
+        if self._cookies_on and not config.per_item_warcs:
+            self._jar = cookies if cookies is not None else Cookies(self._loaded_cookies)
+        self._item_jars: dict[int, Cookies] = {}  # bulk runs: item index -> its own jar, dropped when done
 
     # ---- items -----------------------------------------------------------------------------------------------
     def _add_item(self, item: Item) -> None:
@@ -215,6 +238,7 @@ class Crawler:
     def _item_finished(self, index: int, files: dict[str, list[tuple]]) -> None:
         state = self.items[index]
         self._active -= 1
+        self._item_jars.pop(index, None)
         if self.on_item_done is not None:
             self.on_item_done(ItemDone(state.item, sorted(files), state.urls, files))
 
@@ -224,10 +248,11 @@ class Crawler:
         # in a bulk run two items may share a URL (a stylesheet): each item's WARC must hold its own copy
         return f"{p.item}\t{key}" if self.config.per_item_warcs else key
 
-    def _enqueue(self, p: _Pending, front: bool = False) -> None:
+    def _enqueue(self, p: _Pending, front: bool = False, again: bool = False) -> None:
+        """Queue `p` unless seen (`again`: fetch a seen URL once more; `front`: a retry of a URL in hand)."""
         if not front:
             key = self._seen_key(p)
-            if key in self.seen:
+            if key in self.seen and not again:
                 return
             reason = self.site.forbidden(p.url)
             if reason:
@@ -569,7 +594,10 @@ class Crawler:
                 self.stats.queued -= 1
                 self._next_id += 1
                 tries = 1 if p.kind == REQUISITE and not self._on_item_host(p) else self.config.tries
-                task = Task(self._next_id, p.url, p.referer, p.attempts + 1 >= tries, item.writer, p.kind == ROBOTS)
+                jar = self._jar if self._jar is not None else self._item_jar(p.item)
+                p.cookie = jar.header(p.url) if jar is not None else None
+                task = Task(self._next_id, p.url, p.referer, p.attempts + 1 >= tries, item.writer, p.kind == ROBOTS,
+                            p.cookie)
                 self.tasks[task.id] = (p, i)
                 outstanding[i] += 1
                 state.in_flight += 1
@@ -661,8 +689,35 @@ class Crawler:
     def _host(self, url: str) -> HostState:
         return self.hosts[(urlsplit(url).hostname or "").lower()]
 
+    def _item_jar(self, item: int) -> Cookies | None:
+        """The cookie jar of an item of a bulk run (made on first use), or None when cookies are off."""
+        if not self._cookies_on:
+            return None
+        jar = self._item_jars.get(item)
+        if jar is None:
+            jar = self._item_jars[item] = Cookies(self._loaded_cookies)
+        return jar
+
+    def _fetch_again(self, p: _Pending) -> bool:
+        """Is redirect `p` to a URL seen before worth fetching again? Only when that URL is an earlier hop of
+        its own chain, and the cookies it would be sent now differ from each time it was fetched in it."""
+        if not self._cookies_on or not p.chain:
+            return False
+        key = self._seen_key(p)
+        if key not in self.seen:
+            return False
+        sent = {cookie for hop, cookie in p.chain if hop == key}
+        if not sent:
+            return False
+        jar = self._jar if self._jar is not None else self._item_jar(p.item)
+        return jar is not None and jar.header(p.url) not in sent
+
     def _on_result(self, r: FetchResult) -> None:
         p, _ = self.tasks.pop(r.task_id)
+        if r.set_cookies:
+            jar = self._jar if self._jar is not None else self._item_jar(p.item)
+            if jar is not None:
+                jar.store(p.url, r.set_cookies)
         now = time.monotonic()
         state = self._host(p.url)
         state.finished(now)
@@ -704,7 +759,12 @@ class Crawler:
                     self.stats.skipped[f"redirect chain longer than {MAX_REDIRECTS}"] += 1
                     continue
                 kind = p.kind if link.kind == REDIRECT else link.kind
-                self._enqueue(_Pending(link.url, kind, depth, p.item, p.url, redirects))
+                q = _Pending(link.url, kind, depth, p.item, p.url, redirects)
+                if link.kind == REDIRECT and self._cookies_on:
+                    q.chain = (*p.chain, (self._seen_key(p), p.cookie))
+                    self._enqueue(q, again=self._fetch_again(q))
+                else:
+                    self._enqueue(q)
         self._settle(p, UrlOutcome(p.url, item.name, p.kind, r.status, r.error, r.warc, r.length,
                                    r.verdict.code if r.verdict else None, r.truncated))
 

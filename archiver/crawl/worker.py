@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from archiver.capture.http import HttpClient
 from archiver.capture.spool import DiskError
+from archiver.crawl.cookies import set_cookie_headers
 from archiver.crawl.links import clean_url, css_links, decode_body, html_links, manifest_links, parse_html
 from archiver.crawl.robots import MAX_ROBOTS_BYTES, dechunk
 from archiver.sites import get_site
@@ -34,6 +35,7 @@ class Task(NamedTuple):
     last_try: bool
     writer: str | None = None  # None: the shared writer; else the file prefix of the item's own writer
     robots: bool = False  # a host's robots.txt: recorded like any capture, its body sent back, no links followed
+    cookie: str | None = None  # the Cookie header to send (from the coordinator's jar), None: none
 
 
 class FetchResult(NamedTuple):
@@ -54,6 +56,7 @@ class FetchResult(NamedTuple):
     page_info: dict[str, Any] | None
     elapsed: float
     body: bytes | None = None  # robots.txt tasks: the entity body (de-chunked, decoded, at most 512 KiB)
+    set_cookies: tuple[str, ...] = ()  # the response's Set-Cookie values, for the coordinator's jar
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class WorkerConfig:
     compress_level: int = 6
     verify_tls: bool = True
     info: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    cookies: bool = True  # keep cookies for the crawl (jar in the coordinator); False: --no-cookies
+    load_cookies: str | None = None  # a Netscape cookies.txt read into the jar at the start (coordinator only)
 
 
 class Worker:
@@ -103,11 +108,18 @@ class Worker:
         return w.index
 
     def process(self, task: Task) -> FetchResult:
-        ex = self.client.fetch(task.url, referer=task.referer)
+        ex = self.client.fetch(task.url, referer=task.referer, cookie=task.cookie)
         try:
-            return self._handle(task, ex)
+            result = self._handle(task, ex)
         finally:
             ex.close()
+        if self.config.cookies and ex.recordable:
+            # every answer's cookies go back, recorded or not (a refusal or a try cut short may set one, as
+            # it would in a browser); each redirect hop is a task of its own, so none is missed
+            set_cookies = set_cookie_headers(ex.headers)
+            if set_cookies:
+                result = result._replace(set_cookies=set_cookies)
+        return result
 
     def _handle(self, task: Task, ex) -> FetchResult:
         url = task.url
