@@ -6,6 +6,11 @@ again), done items are never fetched again. An item is done only when its WARCs 
 
 Every item is pinned to one crawl worker and gets files of its own (`<project>-<item>-<ts>-<serial>.warc.gz`);
 politeness is kept per host across all items in flight, so arXiv still gets one request at a time.
+
+A finished item is checked, indexed and hashed in checker processes (archiver.run_checks), not in the crawl
+coordinator's loop, so crawl workers keep fetching meanwhile; the results come back to the coordinator, which
+alone records items done or failed in the queue. Items awaiting their check count against the claims in flight
+(at most 2 x workers), so the crawl never runs far ahead of the checks.
 """
 
 from __future__ import annotations
@@ -32,18 +37,20 @@ from archiver.faults import crash_point
 from archiver.grab import GrabOptions, site_options, worker_config
 from archiver.manifest import Manifest
 from archiver.queue import STATE_FILE
-from archiver.queue.base import Claim, ItemOutcome, WarcFile
+from archiver.queue.base import Claim, ItemOutcome
 from archiver.queue.sqlite import SqliteQueue
+from archiver.run_checks import CheckJob, CheckPool, CheckResult
 from archiver.sites import get_site
 from archiver.sites.base import Item
 
 FAILED_DIR = "failed"  # WARCs of items that did not check clean, kept for inspection
 REPORT = "report.json"
 LEASE = 900.0
+IN_FLIGHT_PER_WORKER = 2  # claims held per worker: items being crawled plus items awaiting or under check
 
 _OPTION_KEYS = ("delay", "concurrency", "user_agent", "include_source", "recursive", "depth", "ignore",
                 "warc_max_size", "compress_level", "max_size", "timeout", "max_time", "tries", "verify_tls",
-                "operator")
+                "operator", "robots", "cookies", "load_cookies")
 
 
 @dataclass
@@ -52,6 +59,7 @@ class RunProgress:
     done: int = 0
     failed: int = 0
     in_flight: int = 0
+    checking: int = 0  # of in_flight: crawled, awaiting or under their check
     bytes: int = 0
     started: float = field(default_factory=time.time)
     crawl: CrawlStats | None = None
@@ -162,7 +170,10 @@ class _Run:
         self.workers = max(1, workers or 1)
         self.limit = limit
         self.retry_failed = retry_failed
-        self.claims: dict[str, Claim] = {}
+        self.claims: dict[str, Claim] = {}  # every item this run holds: being crawled or checked
+        self.crawling: set[str] = set()  # of those, the ones handed to the crawler and not finished
+        # crawled items awaiting their check: WARCs, bytes and URLs captured, seconds the crawl took
+        self.awaiting: dict[str, tuple[list[str], int, int, float]] = {}
         self.started_at: dict[str, float] = {}
         self.claimed_now = 0
         self.done_now: list[str] = []
@@ -175,6 +186,11 @@ class _Run:
         self.uploads: list[Any] = []
         self.unpacked = 0  # bytes of WARCs done since the last upload pass
         self.upload_error: str | None = None
+        self.fatal: str | None = None
+        # Checks run beside the crawl, one checker per worker up to the CPUs (the check is CPU-bound; more
+        # checkers than CPUs would only share them). Processes are forked when the first item is crawled.
+        self.checks = CheckPool(min(self.workers, os.cpu_count() or 1), self.site)
+        self.max_in_flight = IN_FLIGHT_PER_WORKER * self.workers
 
     def run(self) -> RunReport:
         started = time.time()
@@ -196,7 +212,11 @@ class _Run:
         signal.signal(signal.SIGINT, self._first_interrupt)
         try:
             outcome = self.crawler.run()
+            # the checks still in flight are finished, unless a second Ctrl-C stops the run at once
+            interrupted = outcome.interrupted or not self._finish_checks()
         finally:
+            # checks cut short (a second Ctrl-C, an error) are killed; their items are given back below
+            self.checks.close(kill=len(self.checks) > 0)
             signal.signal(signal.SIGINT, previous)
         for name, claim in list(self.claims.items()):  # interrupted or fatal: give back what is unfinished
             self._discard_files_of(name)
@@ -204,14 +224,15 @@ class _Run:
                 q.release(claim.token)
             except (ArchiverError, sqlite3.Error):
                 pass  # e.g. a full disk: the claim is requeued when the run starts again
-        if self.upload is not None and not outcome.interrupted and not outcome.fatal and not self.upload_error:
+        fatal = outcome.fatal or self.fatal
+        if self.upload is not None and not interrupted and not fatal and not self.upload_error:
             self._upload(final=True)
         stats = q.stats()
         report = RunReport(self.manifest.project, str(self.out),
                            {"todo": stats.todo, "claimed": stats.claimed, "done": stats.done,
                             "failed": stats.failed, "bytes": stats.bytes},
-                           self.done_now, self.failed_now, outcome.interrupted or self.stopping,
-                           outcome.fatal or self.upload_error, time.time() - started, self.uploads)
+                           self.done_now, self.failed_now, interrupted or self.stopping,
+                           fatal or self.upload_error, time.time() - started, self.uploads)
         self._write_report(report)
         q.close()
         return report
@@ -240,10 +261,21 @@ class _Run:
 
     # ---- crawler hooks -----------------------------------------------------------------------------------
     def _feed(self, room: int) -> list[Item]:
-        if self.stopping:
+        """Items for the crawler. It ends the crawl when this returns nothing while it has no item left, so with
+        only checks in flight, wait for them: a failed check may give its item back to the queue."""
+        self._collect_checks()
+        while True:
+            items = self._claim(room)
+            if items or self.crawling or not len(self.checks):
+                return items
+            self._collect_checks(wait=True)
+
+    def _claim(self, room: int) -> list[Item]:
+        if self.stopping or self.fatal:
             return []
         if self.limit is not None:
             room = min(room, self.limit - self.claimed_now)
+        room = min(room, self.max_in_flight - len(self.claims))  # back-pressure: items awaiting check count
         if room <= 0:
             return []
         claims = self.queue.claim(self.claimant, room)
@@ -256,6 +288,7 @@ class _Run:
                 self.failed_now[claim.item] = str(e)
                 continue
             self.claims[item.name] = claim
+            self.crawling.add(item.name)
             self.started_at[item.name] = time.time()
             items.append(item)
         self.claimed_now += len(claims)
@@ -263,51 +296,83 @@ class _Run:
         return items
 
     def _item_done(self, done: ItemDone) -> None:
-        from archiver.warc.check import check_files
-
+        """The crawler finished an item: hand its WARCs to a checker (or fail it now if nothing was captured).
+        Runs in the crawler's loop, so nothing slow happens here."""
         name = done.item.name
+        self.crawling.discard(name)
+        if name not in self.claims:
+            return
+        crawl_time = time.time() - self.started_at.pop(name, time.time())
+        if not done.warcs:
+            self._discard_files_of(name)  # e.g. the `.open` file of a crawl worker that died
+            self._record(CheckResult(name, ["nothing was captured: " + "; ".join(
+                f"{u.url}: {u.error}" for u in done.urls if u.error)[:500]]), ([], 0, len(done.urls), crawl_time))
+            return
+        self.awaiting[name] = (list(done.warcs), sum(u.length for u in done.urls), len(done.urls), crawl_time)
+        self.checks.submit(CheckJob(name, done.item, list(done.warcs), dict(done.index), str(self.out)))
+        self._show()
+
+    def _collect_checks(self, wait: bool = False) -> None:
+        """Record the items whose checks finished; with `wait`, wait for at least one (heartbeats go on)."""
+        while True:
+            results = self.checks.collect(1.0 if wait else 0.0)
+            for result in results:
+                self._record(result, self.awaiting.pop(result.name))
+            if wait:
+                self._heartbeat()
+            if results or not wait or not len(self.checks):
+                return
+
+    def _finish_checks(self) -> bool:
+        """After the crawl: wait for the checks still in flight (a graceful stop finishes them too). False if a
+        second Ctrl-C cut the wait short."""
+        try:
+            while len(self.checks):
+                self._collect_checks(wait=True)
+        except KeyboardInterrupt:
+            return False
+        return True
+
+    def _record(self, result: CheckResult, facts: tuple[list[str], int, int, float]) -> None:
+        """An item's check is over: record it done or failed in the queue. Only here, on the coordinator."""
+        name = result.name
+        warcs, nbytes, nurls, crawl_time = facts
         claim = self.claims.pop(name, None)
         if claim is None:
             return
-        crawl_time = time.time() - self.started_at.pop(name, time.time())
-        problems: list[str] = []
-        if not done.warcs:
-            self._discard_files_of(name)  # e.g. the `.open` file of a crawl worker that died
-            problems.append("nothing was captured: " + "; ".join(
-                f"{u.url}: {u.error}" for u in done.urls if u.error)[:500])
-        else:
-            t = time.time()
-            report = check_files(done.warcs, site=self.site, items=[done.item])
-            check_time = time.time() - t
-            errors = [f for f in _findings(report) if f.severity == "error"]
-            problems += [f"{f.code}: {f.message}" for f in errors[:10]]
-        if problems:
-            reason = "; ".join(problems)[:2000]
-            self._move_to_failed(done.warcs)
+        if result.disk_error:  # e.g. a full disk while writing the index: the item is grabbed again next time
+            self.claims[name] = claim  # released (and its files removed) when the run stops
+            if not self.fatal:
+                self.fatal = result.disk_error  # claim nothing more; what is in flight finishes
+                if self.crawler is not None:
+                    self.crawler.stop_feeding()
+            return
+        if result.problems:
+            reason = "; ".join(result.problems)[:2000]
+            self._move_to_failed(warcs)
             state = self.queue.fail(claim.token, reason)
             if str(state) == "failed":
                 self.failed_now[name] = reason
                 self.state.failed += 1
         else:
-            from archiver.warc.index import write_entries
-
-            for p in done.warcs:
-                write_entries(p, done.index.get(p, ()))
-            files = tuple(_warc_file(self.out, Path(p)) for p in done.warcs)
-            nbytes = sum(u.length for u in done.urls)
             crash_point("run-before-done")
             self.queue.done(claim.token, ItemOutcome(
-                warcs=files, bytes=nbytes, timings={"crawl": round(crawl_time, 3), "check": round(check_time, 3)},
-                extra={"urls": len(done.urls), "archiver": __version__}))
+                warcs=result.files, bytes=nbytes,
+                timings={"crawl": round(crawl_time, 3), "check": round(result.seconds, 3)},
+                extra={"urls": nurls, "archiver": __version__}))
             crash_point("run-after-done")
             self.done_now.append(name)
             self.state.done += 1
             self.state.bytes += nbytes
-            self.unpacked += sum(f.size for f in files)
+            self.unpacked += sum(f.size for f in result.files)
             if self.upload is not None and self.unpacked >= self._pack_size() and not self.upload_error:
                 self._upload(final=False)
-        self.state.in_flight = len(self.claims)
         self.state.last = name
+        self._show()
+
+    def _show(self) -> None:
+        self.state.in_flight = len(self.claims)
+        self.state.checking = len(self.checks)
         if self.progress:
             self.progress(self.state)
 
@@ -338,6 +403,10 @@ class _Run:
             self.crawler.stop_feeding()
 
     def _tick(self) -> None:
+        self._collect_checks()
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
         now = time.monotonic()
         if now - self.last_heartbeat < LEASE / 6:
             return
@@ -391,18 +460,3 @@ class _Run:
         except OSError as e:
             tmp.unlink(missing_ok=True)
             print(f"archiver run: could not write {self.out / REPORT}: {e.strerror or e}", file=sys.stderr)
-
-
-def _warc_file(run_dir: Path, path: Path) -> WarcFile:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return WarcFile(name=os.path.relpath(path, run_dir), size=path.stat().st_size, sha256=h.hexdigest())
-
-
-def _findings(report) -> list:
-    out = list(getattr(report, "findings", []) or [])
-    for f in getattr(report, "files", []) or []:
-        out += list(getattr(f, "findings", []) or [])
-    return out

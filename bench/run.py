@@ -14,6 +14,17 @@ a thread of this process, and these are timed, alternating the order from round 
               every version (wget cannot discover versions: the list is handed to it)
   wget-p-loop the same with -p, so wget also fetches the abs pages' requisites, as archiver does
 
+and on a second fixture, where the per-item check matters (MultiHostSite: 4 plain websites on 127.0.0.11-14,
+50 items each, an item = a page + stylesheet + 2 scripts + 4 images of 1-4 MiB, ~10 MB of WARC; every answer
+waits 20 ms, a remote host's round trip, so crawl workers wait on the network as they do on the real web):
+
+  multi-w1    archiver run MANIFEST --workers 1     (200 generic items, delay 0, fresh DIR)     -> items/s
+  multi-w4    archiver run MANIFEST --workers 4
+
+With --baseline ARCHIVER (another archiver, e.g. a snapshot of the code before a change), every archiver run
+row is also timed with it in the same rounds (base-run-w1, base-multi-w4, ...), so a change is measured against
+its predecessor under the same load.
+
 and, at the run level:
 
   resume      archiver run on a 100,000-item queue with 50,000 done: time from start to the fixture's first
@@ -70,16 +81,23 @@ from archiver.queue.sqlite import SqliteQueue  # noqa: E402
 TARGET_OVERHEAD_MS = 5.0
 TARGET_RESUME_S = 2.0
 PROJECT = "bench-run"
-TOOLS = ("run-w1", "run-w4", "run-w4c4", "grab-loop", "wget-loop", "wget-p-loop")
-PARTS = ("run", "grab", "wget", "resume", "queue")
+RUN_TOOLS = ("run-w1", "run-w4", "run-w4c4")
+MULTI_TOOLS = ("multi-w1", "multi-w4")
+BASE = "base-"  # prefix of the rows timed with --baseline's archiver
+TOOLS = (*RUN_TOOLS, *MULTI_TOOLS, *(BASE + t for t in (*RUN_TOOLS, *MULTI_TOOLS)), "grab-loop", "wget-loop",
+         "wget-p-loop")
+PARTS = ("run", "multi", "grab", "wget", "resume", "queue")
 LABELS = {
     "run-w1": "archiver run --workers 1",
     "run-w4": "archiver run --workers 4",
     "run-w4c4": "archiver run --workers 4, `concurrency: 4` (diagnostic)",
+    "multi-w1": "multi-host: archiver run --workers 1",
+    "multi-w4": "multi-host: archiver run --workers 4",
     "grab-loop": "shell loop of `archiver grab` (one paper each)",
     "wget-loop": "shell loop of `wget --warc-file -i` (abs + PDFs)",
     "wget-p-loop": "shell loop of `wget -p --warc-file -i` (+ requisites)",
 }
+LABELS.update({BASE + t: f"baseline: {LABELS[t]}" for t in (*RUN_TOOLS, *MULTI_TOOLS)})
 CATEGORIES = (("cs.LG", "Machine Learning"), ("cs.CL", "Computation and Language"),
               ("stat.ML", "Machine Learning (Statistics)"), ("math.OC", "Optimization and Control"))
 
@@ -120,6 +138,126 @@ def cache_pdfs(papers: dict[str, Paper]) -> None:
     for p in papers.values():
         for v in p.versions:
             arxiv_site.make_pdf(p.arxiv_id, v.number, p.title)
+
+
+# ---------------------------------------------------------------------------------- the multi-host site --------
+MULTI_HOST_BASE = 11  # the sites listen on 127.0.0.11, .12, ...: politeness is per host name, so N hosts
+MULTI_IMAGES = 4  # images per item page (--multi-images)
+MULTI_IMAGE_KIB = (1024, 4096)  # their sizes (--multi-image-kib): random bytes, so the writer stores them
+MULTI_WORDS = ("archive web page crawl record request response digest host item check queue worker link style "
+               "script image the of and a to in is for on with as by at from that this which be are").split()
+
+
+class MultiHostSite:
+    """Plain websites on HOSTS loopback addresses, each serving PER_HOST items.
+
+    An item is `http://127.0.0.1x:PORT/item/K/`: an HTML page (~30 KB of text) with a stylesheet, two scripts
+    and 4 images (1–4 MiB of random bytes), ~10 MB of WARC per item, so its check, index and hash (~35 ms)
+    weigh next to its crawl. Seeded: every run serves the same bytes. Keep-alive HTTP/1.1, one
+    ThreadingHTTPServer per host in threads of the benchmark process; `latency` seconds before each answer.
+    """
+
+    def __init__(self, hosts: int, per_host: int, seed: int, latency: float = 0.0, images: int = MULTI_IMAGES,
+                 image_kib: tuple[int, int] = MULTI_IMAGE_KIB) -> None:
+        import http.server
+
+        rng = random.Random(seed)
+        self.n_images = images
+        self.images = [b"\x89PNG\r\n\x1a\n" + rng.randbytes(1024 * rng.randint(*image_kib)) for _ in range(16)]
+        self.css = ("".join(f".c{i} {{ margin: {i}px; color: #{i * 7919 % 0xFFFFFF:06x}; }}\n" for i in range(300))
+                    ).encode()
+        self.js = [("".join(f"function f{k}_{i}(x) {{ return x * {i} + {k}; }}\n" for i in range(700))).encode()
+                   for k in range(2)]
+        self.per_host = per_host
+        self.seed = seed
+        self.latency = latency  # seconds each answer waits (a sleeping thread, no CPU): a remote host's RTT
+        self._pages = [self._page(i) for i in range(hosts * per_host)]  # made now, not on the clock
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._servers: list[Any] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                with owner._lock:
+                    owner.requests += 1
+                if owner.latency:
+                    time.sleep(owner.latency)
+                body, ctype = owner.body(self.path)
+                self.send_response(200 if body is not None else 404)
+                body = body if body is not None else b"not found\n"
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128
+
+        for h in range(hosts):
+            self._servers.append(Server((f"127.0.0.{MULTI_HOST_BASE + h}", 0), Handler))
+
+    def __enter__(self) -> MultiHostSite:
+        for srv in self._servers:
+            threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for srv in self._servers:
+            srv.shutdown()
+            srv.server_close()
+
+    def _image(self, item: int, k: int) -> bytes:
+        return self.images[(item * 31 + k * 7 + self.seed) % len(self.images)]
+
+    def _page(self, item: int) -> bytes:
+        rng = random.Random(self.seed * 100_003 + item)
+        paras = "".join("<p>" + " ".join(rng.choice(MULTI_WORDS) for _ in range(120)) + "</p>\n" for _ in range(40))
+        imgs = "".join(f'<img src="img-{k}.png" alt="figure {k}">\n' for k in range(self.n_images))
+        return (f"<!DOCTYPE html>\n<html><head><title>Item {item}</title>\n"
+                '<link rel="stylesheet" href="style.css">\n<script src="app.js"></script>\n'
+                f'<script src="lib.js"></script></head>\n<body><h1>Item {item}</h1>\n{paras}{imgs}</body></html>\n'
+                ).encode()
+
+    def body(self, path: str) -> tuple[bytes | None, str]:
+        parts = path.split("/")  # "", "item", K, name
+        if len(parts) != 4 or parts[1] != "item" or not parts[2].isdigit():
+            return None, "text/plain"
+        item, name = int(parts[2]), parts[3]
+        if name == "":
+            return (self._pages[item], "text/html; charset=utf-8") if item < len(self._pages) else (None, "text/plain")
+        if name == "style.css":
+            return self.css, "text/css"
+        if name in ("app.js", "lib.js"):
+            return self.js[name == "lib.js"], "application/javascript"
+        if name.startswith("img-") and name.endswith(".png") and name[4:-4].isdigit():
+            k = int(name[4:-4])
+            return (self._image(item, k), "image/png") if k < self.n_images else (None, "text/plain")
+        return None, "text/plain"
+
+    def item_urls(self) -> list[str]:
+        """Start URLs, host by host in turn, so every host is busy from the start."""
+        out = []
+        for k in range(self.per_host):
+            for srv in self._servers:
+                host, port = srv.server_address[:2]
+                out.append(f"http://{host}:{port}/item/{k * len(self._servers) + self._servers.index(srv)}/")
+        return out
+
+    def expected_urls(self) -> set[str]:
+        urls = set()
+        for start in self.item_urls():
+            urls.add(start)
+            urls.update(start + n for n in ("style.css", "app.js", "lib.js"))
+            urls.update(f"{start}img-{k}.png" for k in range(self.n_images))
+        return urls
 
 
 # ------------------------------------------------------------------------------------------- measuring --------
@@ -302,11 +440,22 @@ class Measurement:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, site: ArxivSite, tmp: Path, archiver: list[str]) -> None:
+    def __init__(self, args: argparse.Namespace, site: ArxivSite, tmp: Path, archiver: list[str],
+                 multi: MultiHostSite | None = None) -> None:
         self.args = args
         self.site = site
         self.tmp = tmp
         self.archiver = archiver
+        self.baseline = [args.baseline] if args.baseline else None
+        self.multi = multi
+        if multi is not None:
+            self.multi_items = multi.item_urls()
+            self.multi_expected = multi.expected_urls()
+            self.multi_manifest = tmp / "manifest-multi.yaml"
+            self.multi_manifest.write_text(
+                f"project: {PROJECT}-multi\nsite: generic\ndescription: bench/run.py, {len(self.multi_items)} "
+                f"items on {args.hosts} hosts\nitems:\n" + "".join(f"  - {u}\n" for u in self.multi_items)
+                + "options:\n  delay: 0\n")
         self.ids = list(site.papers)
         self.expected = {u for i in self.ids for u in paper_urls(site, i)}
         self.manifests = {"": self._manifest("manifest.yaml", ""),
@@ -342,10 +491,18 @@ class Bench:
         out = d / "out"
         n = len(self.ids)
         self.site.clear_log()  # the log would grow by ~22,000 entries per run otherwise
-        if tool.startswith("run-"):
-            workers = "1" if tool == "run-w1" else "4"
-            manifest = self.manifests["c4" if tool == "run-w4c4" else ""]
-            t = timed([*self.archiver, "run", str(manifest), "-o", str(out), "--workers", workers, "-q"], d,
+        kind = tool.removeprefix(BASE)
+        archiver = self.baseline if tool.startswith(BASE) and self.baseline else self.archiver
+        if kind.startswith("multi-"):
+            assert self.multi is not None
+            self.multi.requests = 0
+            n = done = len(self.multi_items)
+            t = timed([*archiver, "run", str(self.multi_manifest), "-o", str(out), "--workers",
+                       kind.removeprefix("multi-w"), "-q"], d, self.args.timeout)
+        elif kind.startswith("run-"):
+            workers = "1" if kind == "run-w1" else "4"
+            manifest = self.manifests["c4" if kind == "run-w4c4" else ""]
+            t = timed([*archiver, "run", str(manifest), "-o", str(out), "--workers", workers, "-q"], d,
                       self.args.timeout)
             done = n
         elif tool == "grab-loop":
@@ -362,7 +519,7 @@ class Bench:
             t = timed(["bash", str(self.tmp / "wget-loop.sh"), str(out), str(self.tmp / "wget-index.txt"),
                        str(d / "progress"), *extra], d, self.args.timeout)
             done = _lines(d / "progress")
-        requests = len(self.site.requests)
+        requests = self.multi.requests if kind.startswith("multi-") and self.multi else len(self.site.requests)
         m = Measurement(tool, rnd, n, done, False, t.wall_s, t.cpu_s, t.server_cpu_s, requests, t.loadavg)
         if t.timed_out and tool != "grab-loop":
             m.error = f"timed out after {self.args.timeout:.0f} s"
@@ -378,9 +535,12 @@ class Bench:
         return m
 
     def verify(self, tool: str, d: Path, out: Path, done: int, t: Timed) -> dict[str, Any]:
-        if tool.startswith("run-"):
+        kind = tool.removeprefix(BASE)
+        if kind.startswith(("run-", "multi-")):
             if not (out / "report.json").exists():
                 return {"ok": False, "error": "no report.json"}
+            if kind.startswith("multi-"):
+                return verify_run_dir(self.archiver, out, len(self.multi_items), self.multi_expected)
             return verify_run_dir(self.archiver, out, len(self.ids), self.expected)
         ids = self.ids[:done]
         expected = {u for i in ids for u in paper_urls(self.site, i)}
@@ -695,7 +855,9 @@ def summarise(ms: list[Measurement]) -> dict[str, dict[str, Any]]:
 def ratio_rows(summ: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     pairs = [("run-w1", "grab-loop"), ("run-w1", "wget-loop"), ("run-w1", "wget-p-loop"),
              ("run-w4", "grab-loop"), ("run-w4", "wget-loop"), ("run-w4", "wget-p-loop"),
-             ("run-w4", "run-w1"), ("run-w4c4", "run-w1")]
+             ("run-w4", "run-w1"), ("run-w4c4", "run-w1"), ("multi-w4", "multi-w1"),
+             (BASE + "run-w4", BASE + "run-w1"), (BASE + "multi-w4", BASE + "multi-w1"),
+             *((t, BASE + t) for t in (*RUN_TOOLS, *MULTI_TOOLS))]
     rows = []
     for a, b in pairs:
         ra, rb = (summ.get(a) or {}).get("items_per_s"), (summ.get(b) or {}).get("items_per_s")
@@ -775,6 +937,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="parts to run; repeatable (default: all). run = the three archiver run rows")
     p.add_argument("--items", type=int, default=1000, help="papers served and in the manifest (default 1,000)")
     p.add_argument("--runs", type=int, default=3, help="rounds of the run and wget rows (default 3; medians)")
+    p.add_argument("--hosts", type=int, default=4, help="multi-host fixture: sites (127.0.0.11, .12, ...)")
+    p.add_argument("--multi-items", type=int, default=200, help="multi-host fixture: items in all (default 200)")
+    p.add_argument("--multi-latency-ms", type=float, default=20.0,
+                   help="multi-host fixture: ms each answer waits, as a remote host's round trip (default 20)")
+    p.add_argument("--multi-images", type=int, default=MULTI_IMAGES, help="multi-host fixture: images per item")
+    p.add_argument("--multi-image-kib", type=lambda v: tuple(int(x) for x in v.split(",")), default=MULTI_IMAGE_KIB,
+                   metavar="MIN,MAX", help="multi-host fixture: image sizes in KiB (default 1024,4096)")
+    p.add_argument("--baseline", metavar="ARCHIVER",
+                   help="also time every archiver run row with this archiver console script, in the same "
+                        "rounds (rows base-*): e.g. a wrapper running a snapshot of the code before a change")
     p.add_argument("--grab-n", type=int, help="archiver grab calls in the loop (default: --items)")
     p.add_argument("--grab-runs", type=int, default=1, help="rounds that include the grab loop (default 1)")
     p.add_argument("--grab-budget", type=float, default=600.0,
@@ -802,7 +974,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.grab_n = a.items if a.grab_n is None else a.grab_n
     if a.runs < 1 or a.items < 1 or a.grab_n > a.items or a.resume_done >= a.resume_items:
         p.error("need --runs >= 1, --items >= 1, --grab-n <= --items, --resume-done < --resume-items")
+    if not 1 <= a.hosts <= 200 or a.multi_items < a.hosts or len(a.multi_image_kib) != 2:
+        p.error("need 1 <= --hosts <= 200, --multi-items >= --hosts, --multi-image-kib MIN,MAX")
     return a
+
+
+def wanted(tool: str, args: argparse.Namespace) -> bool:
+    if tool.startswith(BASE) and not args.baseline:
+        return False
+    kind = tool.removeprefix(BASE)
+    return ((kind.startswith("run-") and "run" in args.only) or (kind.startswith("multi-") and "multi" in args.only)
+            or (kind == "grab-loop" and "grab" in args.only) or (kind.startswith("wget") and "wget" in args.only))
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -826,15 +1008,20 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-run-", dir=args.work))
     measurements: list[Measurement] = []
     resume = over = profile = None
+    multi_cm: Any = contextlib.nullcontext()
+    if "multi" in args.only:
+        multi_cm = MultiHostSite(args.hosts, args.multi_items // args.hosts, args.seed, args.multi_latency_ms / 1000,
+                                 args.multi_images, args.multi_image_kib)
     try:
-        with ArxivSite(papers=papers) as site:
+        with ArxivSite(papers=papers) as site, multi_cm as multi:
             log(f"fixture: {len(papers):,} papers, {sum(len(p.versions) for p in papers.values()):,} versions "
                 f"at {site.base_url}")
-            bench = Bench(args, site, tmp, archiver)
+            bench = Bench(args, site, tmp, archiver, multi)
+            if multi is not None:
+                log(f"multi-host fixture: {len(bench.multi_items)} items on {args.hosts} hosts, "
+                    f"{len(bench.multi_expected):,} URLs")
             n_paper_urls = len(bench.expected)
-            tools = [t for t in TOOLS if (t.startswith("run-") and "run" in args.only)
-                     or (t == "grab-loop" and "grab" in args.only)
-                     or (t.startswith("wget") and "wget" in args.only)]
+            tools = [t for t in TOOLS if wanted(t, args)]
             for rnd in range(1, args.runs + 1):
                 # alternate the order, so no tool always runs on the cooler (or warmer) machine
                 order = [t for t in tools if t != "grab-loop" or rnd <= args.grab_runs]
@@ -843,7 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
                     m = bench.measure(tool, rnd)
                     measurements.append(m)
                     w = m.verify.get("warc", {})
-                    log(f"round {rnd} {tool:11s} {'ok ' if m.ok else 'FAIL'} {m.done:5d} items {m.wall_s:7.2f} s "
+                    log(f"round {rnd} {tool:13s} {'ok ' if m.ok else 'FAIL'} {m.done:5d} items {m.wall_s:7.2f} s "
                         f"{m.items_per_s:6.1f} items/s  cpu {m.cpu_s:5.1f} s server {m.server_cpu_s:4.1f} s  "
                         f"req {m.requests}  warcs {w.get('files', 0)} paper URLs "
                         f"{w.get('paper_urls_captured', 0)}/{w.get('paper_urls_expected', 0)}  "
@@ -890,11 +1077,19 @@ def main(argv: list[str] | None = None) -> int:
             "fixture": {"papers": args.items, "versions": sum(len(p.versions) for p in papers.values()),
                         "paper_urls": n_paper_urls,
                         "server": "tests/fixtures/arxiv_site.py in a thread of the benchmark process"},
+            "multi_fixture": None if "multi" not in args.only else {
+                "hosts": args.hosts, "items": args.hosts * (args.multi_items // args.hosts),
+                "latency_ms": args.multi_latency_ms,
+                "per_item": f"an HTML page (~30 KB) + style.css + 2 scripts + {args.multi_images} images of "
+                            f"{args.multi_image_kib[0]}-{args.multi_image_kib[1]} KiB (random bytes)",
+                "server": "bench/run.py MultiHostSite: http.server on 127.0.0.11.. in threads of the benchmark"},
             "targets": {"queue_overhead_ms": TARGET_OVERHEAD_MS, "resume_s": TARGET_RESUME_S}, "met": met,
             "summary": summ, "ratios": rows, "resume": resume, "queue_overhead": over, "profile": profile,
             "fixture_errors": len(fixture_errors),
             "commands": {
                 "run": f"{args.archiver} run manifest.yaml -o DIR --workers N -q",
+                "multi": f"{args.archiver} run manifest-multi.yaml -o DIR --workers N -q",
+                "baseline": args.baseline and f"{args.baseline} run MANIFEST -o DIR --workers N -q",
                 "grab-loop": f"{args.archiver} grab --site arxiv --delay 0 -q -o DIR http://127.0.0.1:PORT/abs/ID",
                 "wget-loop": "wget -q -e robots=off --warc-file=DIR/ID -P DIR/files -i LIST",
                 "wget-p-loop": "wget -q -e robots=off -p --warc-file=DIR/ID -P DIR/files -i LIST",

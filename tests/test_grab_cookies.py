@@ -413,10 +413,6 @@ def test_manifest_cookie_options_are_checked_with_the_cookie_file_line(site, tmp
 
 
 def test_a_bulk_run_passes_the_manifest_cookie_options_through(site, tmp_path):
-    import archiver.run as run_module
-
-    if not {"cookies", "load_cookies"} <= set(run_module._OPTION_KEYS):
-        pytest.skip("archiver/run.py's _OPTION_KEYS does not pass cookies/load_cookies through yet")
     write_cookies(tmp_path / "cookies.txt", "127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tloaded")
     manifest = write_manifest(tmp_path / "m.yaml", site, ["/item/a", "/item/b"], "  load_cookies: cookies.txt")
     p = archiver("run", str(manifest), "-o", str(tmp_path / "run"), "-q", "--workers", "2")

@@ -405,6 +405,18 @@ def test_the_manifest_key_is_validated(tmp_path):
         "obeyed) or ignore)"]
 
 
+def test_a_bulk_run_takes_the_manifest_robots_key(tmp_path):
+    pages = {"/a.html": '<img src="/private/x.png">', "/private/x.png": ("image/png", b"png")}
+    for mode, fetched in (("obey", False), ("ignore", True)):
+        with RobotsSite(pages, robots="User-agent: *\nDisallow: /private/\n") as site:
+            manifest = tmp_path / f"{mode}.yaml"
+            manifest.write_text(f"project: p\nsite: generic\noptions:\n  robots: {mode}\n  delay: 0\n"
+                                f"items:\n  - {site.url('/a.html')}\n")
+            p = archiver("run", str(manifest), "-o", str(tmp_path / mode), "-q")
+            assert p.returncode == 0, p.stdout + p.stderr
+            assert ("/private/x.png" in site.paths) is fetched, (mode, site.paths)
+
+
 def test_arxiv_is_unaffected(arxiv_site, tmp_path):
     from archiver.sites import get_site
 

@@ -267,3 +267,203 @@ def test_a_crawl_worker_killed_mid_item_costs_a_retry_not_the_run(arxiv_site, tm
     assert proc.returncode == 0, stdout + stderr
     assert "Traceback" not in stderr, stderr
     assert_each_item_done_exactly_once(out)  # the dead worker's item was grabbed again, from the start
+
+
+# ---- checks beside the crawl (archiver/run_checks.py) -----------------------------------------------------------
+# `archiver run` with the per-item check patched: each check is logged ("start"/"end", checker pid, item, time),
+# can be slowed down, and can kill its own checker process the first N times it sees one item. Checkers are forked
+# from this process, so they run the patched function.
+PATCHED_CHECKS = r"""
+import os, signal, sys, time
+import archiver.run_checks as rc
+
+_real = rc.check_item
+LOG = os.environ["CHECK_LOG"]
+
+
+def note(what, job):
+    with open(LOG, "a") as f:
+        f.write(f"{what} {os.getpid()} {job.name} {time.time()}\n")
+
+
+def patched(job, site):
+    note("start", job)
+    if job.name == os.environ.get("CHECK_DIE_ITEM"):
+        with open(LOG) as f:
+            seen = sum(1 for line in f if line.split()[0] == "start" and line.split()[2] == job.name)
+        if seen <= int(os.environ.get("CHECK_DIE_TIMES", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(float(os.environ.get("CHECK_DELAY", "0")))
+    result = _real(job, site)
+    note("end", job)
+    return result
+
+
+rc.check_item = patched
+from archiver.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _spawn_patched_run(manifest: Path, out: Path, log: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", PATCHED_CHECKS, "run", str(manifest), "-o", str(out), "-q",
+                             "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,
+                            env={**os.environ, "CHECK_LOG": str(log), **env})
+
+
+def _checks(log: Path) -> list[tuple[str, int, str, float]]:
+    """(start|end, checker pid, item, time) for every line the patched check wrote."""
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text().splitlines():
+        what, pid, item, t = line.split()
+        out.append((what, int(pid), item, float(t)))
+    return out
+
+
+def _wait_for_check_start(log: Path, proc: subprocess.Popen, timeout: float = 30) -> tuple[str, int, str, float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        starts = [c for c in _checks(log) if c[0] == "start"]
+        if starts:
+            return starts[0]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("no check started")
+
+
+def _processes_left(pgid: int, grace: float = 5.0) -> list[str]:
+    """Processes still in the run's process group (its crawl workers and checkers), after a short grace."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = subprocess.run(["pgrep", "-a", "-g", str(pgid)], capture_output=True, text=True).stdout.split("\n")
+        found = [line for line in found if line.strip()]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_checks_run_beside_the_crawl_and_items_held_stay_bounded(arxiv_site, tmp_path, monkeypatch):
+    """While an item is checked the next one is already being fetched, in checker processes, and the run holds at
+    most 2 x workers items (crawling or awaiting their check)."""
+    import archiver.run_checks as rc
+    from archiver.manifest import load_manifest
+    from archiver.run import run_manifest
+
+    log = tmp_path / "checks.log"
+    real = rc.check_item
+
+    def slow(job, site):
+        started = time.time()
+        time.sleep(0.5)
+        result = real(job, site)
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {job.name} {started} {time.time()}\n")
+        return result
+
+    monkeypatch.setattr(rc, "check_item", slow)  # checkers are forked: they run it
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site)
+    out = tmp_path / "run"
+    held: list[tuple[int, int]] = []
+    report = run_manifest(load_manifest(manifest), out, workers=1,
+                          progress=lambda s: held.append((s.in_flight, s.checking)))
+    assert report.ok and len(report.done_now) == 4, report
+    assert_each_item_done_exactly_once(out)
+    checks = [(int(pid), item, float(a), float(b)) for pid, item, a, b in
+              (line.split() for line in log.read_text().splitlines())]
+    assert len(checks) == 4 and os.getpid() not in {pid for pid, *_ in checks}
+    # with one worker, another item's pages were fetched while an item was being checked
+    overlapping = [(item, r.path) for r in arxiv_site.requests for _, item, a, b in checks
+                   if a < r.time < b and any(p in r.path and p != item for p in PAPERS)]
+    assert overlapping, "nothing was fetched while an item was being checked"
+    assert max(n for n, _ in held) <= 2, "more than 2 x workers items held at once"
+    assert max(c for _, c in held) >= 1
+
+
+def test_first_ctrl_c_finishes_the_checks_in_flight_and_leaves_no_process(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, delay=0.05)
+    out, log = tmp_path / "run", tmp_path / "checks.log"
+    proc = _spawn_patched_run(manifest, out, log, CHECK_DELAY="1.5")
+    _wait_for_check_start(log, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to the whole group, checkers included
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    assert _processes_left(proc.pid) == []
+    checks = _checks(log)
+    started = {item for what, _, item, _ in checks if what == "start"}
+    ended = {item for what, _, item, _ in checks if what == "end"}
+    report = json.loads((out / "report.json").read_text())
+    done = {n for n, e in report["items"].items() if e["state"] == "done"}
+    assert started and started == ended == done  # every check begun was finished and its item recorded
+    p = run_cmd(manifest, out, "--workers", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_each_item_done_exactly_once(out)
+
+
+def test_second_ctrl_c_kills_running_checks_at_once_and_the_run_resumes(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, delay=0.05)
+    out, log = tmp_path / "run", tmp_path / "checks.log"
+    proc = _spawn_patched_run(manifest, out, log, CHECK_DELAY="60")
+    _, _, checking, _ = _wait_for_check_start(log, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 20, "the second Ctrl-C waited for the check"
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    assert _processes_left(proc.pid) == []
+    report = json.loads((out / "report.json").read_text())
+    assert report["items"].get(checking, {}).get("state") != "done"
+    assert not [c for c in _checks(log) if c[0] == "end"]
+    p = run_cmd(manifest, out, "--workers", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_each_item_done_exactly_once(out)
+
+
+def test_a_checker_killed_mid_check_costs_one_more_check_not_the_run(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site)
+    out, log = tmp_path / "run", tmp_path / "checks.log"
+    proc = _spawn_patched_run(manifest, out, log, CHECK_DELAY="1.0")
+    _, pid, item, _ = _wait_for_check_start(log, proc)
+    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    assert _processes_left(proc.pid) == []  # the normal end leaves nothing behind either
+    assert_each_item_done_exactly_once(out)
+    again = [(p, i) for what, p, i, _ in _checks(log) if what == "end" and i == item]
+    assert len(again) == 1 and again[0][0] != pid  # checked once more, by a new checker
+    report = json.loads((out / "report.json").read_text())
+    assert report["items"][item]["attempts"] == 1  # no crawl again
+
+
+def test_an_item_whose_checker_keeps_dying_fails_that_attempt_and_is_grabbed_again(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site)
+    out, log = tmp_path / "run", tmp_path / "checks.log"
+    proc = _spawn_patched_run(manifest, out, log, CHECK_DIE_ITEM="cs/0012007", CHECK_DIE_TIMES="2")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout + stderr
+    assert_each_item_done_exactly_once(out)
+    report = json.loads((out / "report.json").read_text())
+    assert report["items"]["cs/0012007"]["attempts"] == 2  # its second crawl was checked clean
+    assert [what for what, _, i, _ in _checks(log) if i == "cs/0012007"] == ["start", "start", "start", "end"]
+    assert _processes_left(proc.pid) == []
+
+
+def test_sigkill_of_the_coordinator_alone_leaves_no_orphan_checker_or_worker(arxiv_site, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", arxiv_site, delay=0.05)
+    out, log = tmp_path / "run", tmp_path / "checks.log"
+    proc = _spawn_patched_run(manifest, out, log, CHECK_DELAY="30")
+    _wait_for_check_start(log, proc)
+    os.kill(proc.pid, signal.SIGKILL)  # the coordinator only, as the OOM killer would
+    proc.communicate(timeout=30)
+    assert _processes_left(proc.pid) == []
+    p = run_cmd(manifest, out, "--workers", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_each_item_done_exactly_once(out)
