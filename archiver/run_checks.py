@@ -19,7 +19,6 @@ once, and no helper threads are started in the coordinator, which forks crawl an
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import sys
@@ -31,6 +30,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from archiver.crawl.worker import _die_with_parent
+from archiver.digests import file_sha256
 from archiver.errors import ArchiverError
 from archiver.queue.base import WarcFile
 from archiver.sites.base import Item, Site
@@ -84,11 +84,8 @@ def check_item(job: CheckJob, site: Site) -> CheckResult:
 
 
 def warc_file(run_dir: Path, path: Path) -> WarcFile:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return WarcFile(name=os.path.relpath(path, run_dir), size=path.stat().st_size, sha256=h.hexdigest())
+    size, sha256 = file_sha256(path)
+    return WarcFile(name=os.path.relpath(path, run_dir), size=size, sha256=sha256)
 
 
 def findings(report) -> list:

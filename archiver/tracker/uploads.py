@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archiver.digests import file_sha256
 from archiver.errors import ArchiverError
 from archiver.queue import ItemState
 
@@ -137,16 +138,16 @@ class UploadTarget:
                 errors = [f"{f.code}: {f.message}" for f in report.all_findings() if f.severity == "error"]
                 raise UploadRefused(422, "warc_rejected", f"{path.name} is not a sound WARC ({report.errors} errors, "
                                                           "first ones listed); it was not kept", errors[:FINDINGS_SHOWN])
-            size, sha = _digest(path)
+            size, sha = file_sha256(path)
             accepted = self.root / slug / "accepted" / path.name
-            if accepted.exists() and _digest(accepted) != (size, sha):
+            if accepted.exists() and file_sha256(accepted) != (size, sha):
                 raise _name_taken(path.name)
             held = self._dir(slug, "held") / _claim_key(tokens)
             held.mkdir(exist_ok=True)
             try:
                 os.link(path, held / path.name)  # fails if the name is taken, where a rename would overwrite
             except FileExistsError:
-                if _digest(held / path.name) == (size, sha):
+                if file_sha256(held / path.name) == (size, sha):
                     return Accepted(path.name, size, sha, items, already=True)
                 raise _name_taken(path.name) from None
             # After the file, so a sweep that finds the claim settled and empties the directory meanwhile leaves
@@ -208,7 +209,7 @@ class UploadTarget:
             try:
                 os.link(path, target)
             except FileExistsError:
-                if os.path.samefile(path, target) or _digest(target) == _digest(path):
+                if os.path.samefile(path, target) or file_sha256(target) == file_sha256(path):
                     _unlink(path, held / f".{name}.json")  # another sweep took it, or the same bytes came twice
                     continue
                 # Another claim's file of the same name (workers name files by item and time; a clock gone
@@ -400,14 +401,6 @@ def _remove_if_settled(held: Path) -> None:
         held.rmdir()
 
 
-def _digest(path: Path) -> tuple[int, str]:
-    sha = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
-            size += len(block)
-    return size, sha.hexdigest()
 
 
 class Sweeper:

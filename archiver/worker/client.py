@@ -16,7 +16,6 @@ Uploads go only to the tracker's own origin, with the claim token as the HTTP Ba
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -31,6 +30,7 @@ import requests
 
 from archiver import PROJECT_URL, __version__
 from archiver.crawl.politeness import parse_retry_after
+from archiver.digests import file_sha256
 from archiver.errors import UsageError
 from archiver.worker.errors import UPDATE_HINT, TrackerError, TrackerRefused, UploadRefused, VersionTooOld
 from archiver.worker.safety import check_upload_target, origin, validate_nick
@@ -289,7 +289,7 @@ class TrackerClient:
         return [self._put(claim, target, Path(p)) for p in paths]
 
     def _put(self, claim: Claimed, target: str, path: Path) -> Uploaded:
-        size, sha = _digest(path)
+        size, sha = file_sha256(path)
         url = target + quote(path.name, safe="")
         auth = (self.nick, claim.token) if claim.token else None
 
@@ -345,13 +345,3 @@ def _claims(body: Any) -> list[Claimed] | None:
 def _findings(body: Any) -> str:
     findings = body.get("findings") if isinstance(body, dict) else None
     return (" (" + "; ".join(str(f) for f in findings[:3]) + ")") if isinstance(findings, list) and findings else ""
-
-
-def _digest(path: Path) -> tuple[int, str]:
-    sha = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
-            size += len(block)
-    return size, sha.hexdigest()
