@@ -6,10 +6,12 @@ idled and `--workers` stopped scaling once a run had several hosts. A CheckPool 
 `submit` a CheckJob when an item's crawl finishes, `collect` the CheckResults on the coordinator's thread, which
 alone then writes the queue, moves files and reports progress (the queue and the report stay single-threaded).
 
-Processes, not threads: the checker is mostly pure Python (record and HTTP header parsing, field rules). Hashing
-and inflating release the GIL, the rest does not. Measured on 100 items of bench/run.py's multi-host fixture
-(2.5 MB WARC each; check + sha256 per item; 2 vCPUs): serial 68 items/s, 2 threads 83, 2 processes 122. A
-checker thread would also take the GIL from the coordinator's own loop, the very thing this module removes.
+Processes, not threads: the checker is mostly pure Python (record and HTTP header parsing, field rules); hashing
+and inflating release the GIL, the rest does not. Measured (check_files + sha256 of each item's WARCs, 2 vCPUs,
+items/s serial / 2 threads / 2 processes): arXiv papers of bench/run.py (~22 small records) 166 / 91 / 251 --
+threads are slower than one, fighting over the GIL; 2.5 MB items (8 images) 68 / 83 / 122; 10 MB items (4
+images, stored bodies, mostly hashing) 32 / 48 / 53. A checker thread would also take the GIL from the
+coordinator's own loop, the very thing this module frees.
 
 A hand-made pool rather than concurrent.futures.ProcessPoolExecutor: one job per process at a time over its own
 pipe, so a checker that dies (OOM killer, a signal) costs only its own job, which is given to a new process once
