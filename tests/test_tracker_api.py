@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from fixtures.tracker_server import TOKEN, TrackerServer
+from fixtures.tracker_server import TOKEN, TrackerServer, tracker_on_store
 from queue_contract import ManualClock  # tests/ is on sys.path (conftest.py)
 from warc_factory import capture, serialise, warcinfo
 
@@ -82,17 +82,8 @@ class Server(TrackerServer):
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
 def tracker(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"tracker-{request.param}")
-    if request.param == "sqlite":
-        with Server(f"sqlite:///{root}/store", root) as server:
-            yield server
-        return
-    redis_server = request.getfixturevalue("redis_server")
-    prefix = redis_server.unique_prefix("tracker")
-    try:
-        with Server(f"{redis_server.url}?prefix={prefix}", root) as server:
-            yield server
-    finally:
-        redis_server.delete_prefix(prefix)
+    with tracker_on_store(request, request.param, root, "tracker", Server) as server:
+        yield server
 
 
 PAPERS = ["2108.07258", "1706.03762", "hep-th/9901001"]

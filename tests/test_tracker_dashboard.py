@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures.tracker_server import tracker_on_store
 from test_tracker_api import VERSION, Server  # the same real server the API tests use
 
 CHROMIUM = os.environ.get("ARCHIVER_CHROMIUM", "/usr/bin/chromium")
@@ -26,17 +27,8 @@ PAPERS = [f"2102.{n:05d}" for n in range(1, 13)]
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
 def tracker(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"dashboard-{request.param}")
-    if request.param == "sqlite":
-        with Server(f"sqlite:///{root}/store", root) as server:
-            yield server
-        return
-    redis_server = request.getfixturevalue("redis_server")
-    prefix = redis_server.unique_prefix("dashboard")
-    try:
-        with Server(f"{redis_server.url}?prefix={prefix}", root) as server:
-            yield server
-    finally:
-        redis_server.delete_prefix(prefix)
+    with tracker_on_store(request, request.param, root, "dashboard", Server) as server:
+        yield server
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import collections
 import os
 
 import pytest
+from fixtures.tracker_server import tracker_on_store
 from test_tracker_api import TOKEN, Server  # the same real server the API tests use
 
 schemathesis = pytest.importorskip("schemathesis", reason="the schema fuzz test needs schemathesis "
@@ -29,17 +30,8 @@ PAPERS = [f"2103.{n:05d}" for n in range(1, 41)]
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
 def tracker(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"schema-{request.param}")
-    if request.param == "sqlite":
-        with Server(f"sqlite:///{root}/store", root) as server:
-            yield server
-        return
-    redis_server = request.getfixturevalue("redis_server")
-    prefix = redis_server.unique_prefix("schema")
-    try:
-        with Server(f"{redis_server.url}?prefix={prefix}", root) as server:
-            yield server
-    finally:
-        redis_server.delete_prefix(prefix)
+    with tracker_on_store(request, request.param, root, "schema", Server) as server:
+        yield server
 
 
 def test_no_generated_call_gets_a_server_error(tracker):
